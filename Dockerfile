@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# credential-broker: two stages. The build stage compiles TypeScript with the dev dependencies; the runtime
+# stage holds only production dependencies and the compiled output, and runs as the unprivileged `node` user.
+
+# ---- build ----------------------------------------------------------------------------------------
+FROM node:24-bookworm-slim AS build
+WORKDIR /app
+
+# Dependencies first, so editing src/ does not invalidate the npm ci layer.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+# src/config.ts reads the example credentials and secrets relative to its own compiled location
+# (dist/embedded/); tsc copies no YAML or JSON, so copy them by hand. Fails the build if they are missing.
+RUN mkdir -p dist/embedded && cp -R src/embedded/. dist/embedded/
+
+# ---- runtime --------------------------------------------------------------------------------------
+FROM node:24-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+# Files stay owned by root: the `node` user can read but not change the code it runs.
+COPY --from=build /app/dist ./dist
+
+USER node
+EXPOSE 8080
+
+# Slim images have no curl or wget; Node's global fetch does the probe.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+# node directly (not npm start): it receives SIGTERM itself, so close-with-grace can drain requests.
+CMD ["node", "dist/main.js"]

@@ -1,0 +1,101 @@
+import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino'
+
+/**
+ * The one redaction list. Paths cover request headers, provider grants and secrets wherever they may be
+ * attached to a log object, and the fields of HTTP client errors (axios from node-vault, undici) that
+ * carry request headers such as X-Vault-Token. The error serializer below is the second line of defence:
+ * it copies only known-safe fields of an error, so an unknown error shape cannot leak by default.
+ */
+export const redactPaths = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-vault-token"]',
+  'req.headers["x-api-key"]',
+  'headers.authorization',
+  'headers["x-vault-token"]',
+  '*.authorization',
+  '*.Authorization',
+  '*["x-vault-token"]',
+  '*["X-Vault-Token"]',
+  'accessToken', '*.accessToken',
+  'access_token', '*.access_token',
+  'refreshToken', '*.refreshToken',
+  'refresh_token', '*.refresh_token',
+  'token', '*.token',
+  'client_secret', '*.client_secret',
+  'secretKey', '*.secretKey',
+  'secret_id', '*.secret_id',
+  'api_key', '*.api_key',
+  'hmacSecret', '*.hmacSecret',
+  'webhookSecret', '*.webhookSecret',
+  'password', '*.password',
+  'secret', '*.secret',
+  'data', '*.data',
+  'config', '*.config',
+  'request', '*.request',
+  'response', '*.response'
+]
+
+const safeErrorFields = ['code', 'kind', 'reason', 'status', 'statusCode', 'providerCode', 'correlationId', 'retryAfterMs', 'retryAfterSeconds'] as const
+
+/**
+ * Serializes an error by copying only fields known to be safe. Messages of our own errors never carry
+ * secrets; foreign errors (axios, undici, ioredis) keep their class and code but lose everything else
+ * that could embed a request (headers, config, bodies).
+ */
+export function serializeError (err: unknown, depth = 0): Record<string, unknown> {
+  if (!(err instanceof Error)) return { type: typeof err }
+  const ours = ['BrokerError', 'ProviderError', 'SecretError', 'ConfigError', 'StoreError'].includes(err.name)
+  const out: Record<string, unknown> = {
+    type: err.name,
+    message: ours ? err.message : sanitizeForeignMessage(err.message)
+  }
+  const record = err as unknown as Record<string, unknown>
+  for (const field of safeErrorFields) {
+    const value = record[field]
+    if (typeof value === 'string' || typeof value === 'number') out[field] = value
+  }
+  if (err.stack !== undefined && ours) out.stack = err.stack.split('\n').slice(0, 6).join('\n')
+  if (err.cause !== undefined && depth < 3) out.cause = serializeError(err.cause, depth + 1)
+  return out
+}
+
+/** Foreign error messages can quote a URL with credentials or a header; keep them short and scrubbed. */
+function sanitizeForeignMessage (message: string): string {
+  return message
+    .replace(/\/\/[^/@\s]+@/g, '//***@')
+    .replace(/(bearer|basic)\s+[A-Za-z0-9._~+/=-]+/gi, '$1 ***')
+    .replace(/(hvs|hvb|s)\.[A-Za-z0-9]{10,}/g, '***')
+    .slice(0, 300)
+}
+
+export function loggerOptions (level: string): LoggerOptions {
+  return {
+    level,
+    redact: { paths: redactPaths, censor: '[redacted]' },
+    serializers: {
+      err: serializeError,
+      error: serializeError,
+      req: (req: { method?: string, url?: string, id?: string }) => ({ method: req.method, url: req.url, id: req.id }),
+      res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode })
+    }
+  }
+}
+
+/**
+ * The broker's logger. Without a destination it writes to stdout asynchronously (buffered while a write
+ * is in flight): one synchronous write per audit line would cost a fifth of the token path. pino flushes
+ * it when the process exits.
+ */
+export function createLogger (level: string, destination?: DestinationStream): Logger {
+  return pino(loggerOptions(level), destination ?? pino.destination({ dest: 1, sync: false }))
+}
+
+/**
+ * The audit log: a child that skips the redaction pass. Its lines carry fixed, safe fields only (ids,
+ * a token fingerprint, times), and at one line per token handed out the redaction pass would cost more
+ * than the rest of the request.
+ */
+export function createAuditLogger (logger: Logger): Logger {
+  return logger.child({ audit: true }, { redact: { paths: [] } })
+}

@@ -1,0 +1,58 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { buildTestApp, exampleApiKey, sha256Hex, type TestApp } from '../support/app.js'
+import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+
+/** The value of one sample line of the Prometheus text format, or undefined. */
+function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  const wanted = Object.entries(labels).map(([key, value]) => `${key}="${value}"`)
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue
+    const labelText = line.slice(name.length).split(' ')[0] ?? ''
+    if (wanted.every(pair => labelText.includes(pair))) return Number(line.split(' ').at(-1))
+  }
+  return undefined
+}
+
+describe('GET /metrics', () => {
+  let testApp: TestApp | undefined
+  let kivra: KivraStandIn | undefined
+  afterEach(async () => {
+    await testApp?.close()
+    await kivra?.close()
+    testApp = undefined
+    kivra = undefined
+  })
+
+  it('counts what the broker did: requests by result, refreshes by reason and result, expiry, breaker, health', async () => {
+    kivra = await startKivraStandIn()
+    testApp = await buildTestApp({
+      credentialsFile: {
+        callers: [{ id: 'service', api_key_sha256: sha256Hex(exampleApiKey) }],
+        credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, allowed_callers: ['service'], timeout_ms: 500 }]
+      },
+      secrets: { 'secret/kivra': { ...kivra.secret } as Record<string, string> },
+      overrides: { brokerOptions: { breakerFailureThreshold: 2 } }
+    })
+    const { app } = testApp
+    const get = async (): Promise<number> => (await app.inject({ url: '/v1/credentials/kivra/token', headers: { authorization: `Bearer ${exampleApiKey}` } })).statusCode
+    await app.broker.forceRefresh('kivra') // the warm-up may race this; either way a grant is held
+    for (let i = 0; i < 5; i++) expect(await get()).toBe(200)
+
+    kivra.setFault({ kind: 'server-error', status: 503 })
+    await app.broker.forceRefresh('kivra').catch(() => {})
+    await app.broker.forceRefresh('kivra').catch(() => {})
+
+    const text = (await app.inject('/metrics')).body
+    expect(sample(text, 'credential_broker_token_requests_total', { credential: 'kivra', result: 'hit_local' })).toBe(5)
+    expect(sample(text, 'credential_broker_refreshes_total', { credential: 'kivra', result: 'success', reason: 'forced' })).toBeGreaterThanOrEqual(1)
+    expect(sample(text, 'credential_broker_refreshes_total', { credential: 'kivra', result: 'transient_error', reason: 'forced' })).toBe(2)
+    const expiry = sample(text, 'credential_broker_grant_expiry_seconds', { credential: 'kivra' }) as number
+    expect(expiry).toBeGreaterThan(28_000)
+    expect(expiry).toBeLessThanOrEqual(28_800)
+    expect(sample(text, 'credential_broker_circuit_breaker_state', { provider: 'kivra' })).toBe(2) // open after 2 failures
+    expect(sample(text, 'credential_broker_redis_up')).toBe(1)
+    expect(sample(text, 'credential_broker_readiness_state')).toBe(2)
+    expect(text).toMatch(/^process_resident_memory_bytes /m)
+    expect(text).not.toContain(kivra.secret.client_secret as string)
+  })
+})

@@ -1,0 +1,618 @@
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, join, posix, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Registry } from 'prom-client'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { parse as parseYaml, parseAllDocuments } from 'yaml'
+import { EnvSchema, loadConfig, parseCredentialsFile, type CredentialsFile, type ProviderKind } from '../../src/config.js'
+import { createMetrics, refreshReasons, refreshResults, tokenRequestResults } from '../../src/observability/metrics.js'
+
+/*
+ * There is no Docker engine or cluster here, so these tests read the deployment artifacts and check what
+ * the broker relies on: variable names against EnvSchema, credentials files against the real parser,
+ * secret paths against the seed script, and alert queries against the metrics createMetrics() registers.
+ */
+
+const root = fileURLToPath(new URL('../../', import.meta.url))
+const read = (path: string): string => readFileSync(join(root, path), 'utf8')
+const envNames = new Set(Object.keys(EnvSchema.shape))
+
+/** Secret fields each provider adapter needs (providers.md, "Common shape"). */
+const requiredSecretFields: Record<ProviderKind, readonly string[]> = {
+  kivra: ['client_id', 'client_secret'],
+  oauth2: ['client_id', 'client_secret'],
+  kigo: ['api_key', 'partner_id'],
+  klavi: ['accessKey', 'secretKey'],
+  'sir-giving': ['secretKey', 'hmacSecret']
+}
+
+type Json = Record<string, unknown>
+const asObject = (value: unknown): Json => (value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Json : {})
+const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : [])
+
+/** Joins backslash-continued lines and drops comments and blank lines. */
+function logicalLines (text: string): string[] {
+  return text.replace(/\\\r?\n/g, ' ').split(/\r?\n/).map(line => line.trim()).filter(line => line !== '' && !line.startsWith('#'))
+}
+
+// ---------------------------------------------------------------------------------------------------
+interface DockerInstruction { keyword: string, args: string }
+interface DockerStage { from: string, name: string | undefined, instructions: DockerInstruction[] }
+
+function parseDockerfile (text: string): DockerStage[] {
+  const stages: DockerStage[] = []
+  for (const line of logicalLines(text)) {
+    const match = /^(\w+)\s+(.*)$/.exec(line)
+    if (match === null) continue
+    const keyword = match[1]!.toUpperCase()
+    const args = match[2]!.trim()
+    if (keyword === 'FROM') {
+      const from = /^(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?/i.exec(args)
+      stages.push({ from: from?.[1] ?? '', name: from?.[2], instructions: [] })
+    } else {
+      stages.at(-1)?.instructions.push({ keyword, args })
+    }
+  }
+  return stages
+}
+
+describe('Dockerfile', () => {
+  const stages = parseDockerfile(read('Dockerfile'))
+  const runtime = stages.at(-1)!
+  const build = stages[0]!
+  const runtimeArgs = (keyword: string): string[] => runtime.instructions.filter(i => i.keyword === keyword).map(i => i.args)
+
+  it('is multi-stage, every stage on an LTS Node image', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2)
+    for (const stage of stages) {
+      const version = /^node:(\d+)(?:[.-]|$)/.exec(stage.from)
+      expect(version, `FROM ${stage.from}`).not.toBeNull()
+      const major = Number(version![1])
+      // Even majors become LTS; 20 is end of life.
+      expect(major % 2, `FROM ${stage.from} is not an LTS line`).toBe(0)
+      expect(major).toBeGreaterThanOrEqual(22)
+    }
+  })
+
+  it('builds with the build script and copies the embedded examples beside the compiled config', () => {
+    const runs = build.instructions.filter(i => i.keyword === 'RUN').map(i => i.args)
+    expect(runs.some(run => /\bnpm ci\b/.test(run))).toBe(true)
+    expect(runs.some(run => /\bnpm run build\b/.test(run))).toBe(true)
+    expect(build.instructions.some(i => ['RUN', 'COPY'].includes(i.keyword) && /src\/embedded\S*\s+\S*dist\/embedded/.test(i.args))).toBe(true)
+    // The examples that config.ts reads relative to its compiled module must exist to be copied.
+    expect(existsSync(join(root, 'src/embedded/credentials.example.yaml'))).toBe(true)
+    expect(existsSync(join(root, 'src/embedded/secrets.example.json'))).toBe(true)
+    // tsc puts src/main.ts at dist/main.js and src/config.ts at dist/config.js (so dist/embedded/ is beside it).
+    const buildConfig = JSON.parse(read('tsconfig.build.json')) as { compilerOptions: { rootDir: string, outDir: string } }
+    expect(buildConfig.compilerOptions.rootDir).toBe('src')
+    expect(buildConfig.compilerOptions.outDir).toBe('dist')
+    expect(existsSync(join(root, 'src/main.ts'))).toBe(true)
+  })
+
+  it('installs production dependencies only in the runtime stage and copies the build output', () => {
+    const runs = runtimeArgs('RUN')
+    const installs = runs.filter(run => /\bnpm (ci|install|i)\b/.test(run))
+    expect(installs.length).toBeGreaterThan(0)
+    for (const install of installs) expect(install).toMatch(/--omit=dev\b/)
+    expect(runtimeArgs('ENV').some(env => /\bNODE_ENV[= ]production\b/.test(env))).toBe(true)
+    expect(runtimeArgs('COPY').some(copy => new RegExp(`--from=${build.name ?? '0'}\\s+\\S*dist\\b`).test(copy))).toBe(true)
+  })
+
+  it('runs as a non-root user, exposes 8080, checks /healthz and starts dist/main.js', () => {
+    const user = runtimeArgs('USER').at(-1)
+    expect(user).toBeDefined()
+    expect(user!.split(':')[0]).not.toMatch(/^(root|0)$/)
+    expect(runtimeArgs('EXPOSE').join(' ').split(/\s+/)).toContain('8080')
+    const healthcheck = runtimeArgs('HEALTHCHECK').at(-1) ?? ''
+    expect(healthcheck).toMatch(/http:\/\/127\.0\.0\.1:8080\/healthz/)
+    expect(healthcheck).toMatch(/\bfetch\(/)
+    expect(JSON.parse(runtimeArgs('CMD').at(-1) ?? 'null')).toEqual(['node', 'dist/main.js'])
+  })
+
+  it('keeps the build inputs in the context and local files out', () => {
+    const ignored = logicalLines(read('.dockerignore'))
+    for (const needed of ['src', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json']) {
+      expect(ignored).not.toContain(needed)
+    }
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules', '.git', '.env']))
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------
+interface ComposeService {
+  image?: string
+  build?: unknown
+  command?: string | string[]
+  environment?: Record<string, string | number | boolean | null> | string[]
+  volumes?: unknown[]
+  ports?: unknown[]
+  depends_on?: Record<string, { condition?: string }>
+  healthcheck?: { test?: unknown }
+  cap_add?: string[]
+}
+
+function serviceEnv (service: ComposeService): Record<string, string> {
+  const env = service.environment ?? {}
+  if (Array.isArray(env)) {
+    return Object.fromEntries(env.map(entry => { const at = entry.indexOf('='); return at === -1 ? [entry, ''] : [entry.slice(0, at), entry.slice(at + 1)] }))
+  }
+  return Object.fromEntries(Object.entries(env).map(([key, value]) => [key, value === null ? '' : String(value)]))
+}
+
+interface Mount { source: string, target: string }
+function serviceMounts (service: ComposeService): Mount[] {
+  return (service.volumes ?? []).map(volume => {
+    if (typeof volume === 'string') {
+      const [source = '', target = ''] = volume.split(':')
+      return { source, target }
+    }
+    const long = asObject(volume)
+    return { source: String(long.source ?? ''), target: String(long.target ?? '') }
+  })
+}
+
+/** The mount whose target holds `path`, and the rest of the path below it. */
+function mountFor (service: ComposeService, path: string): { mount: Mount, rest: string } | undefined {
+  for (const mount of serviceMounts(service)) {
+    if (path === mount.target) return { mount, rest: '' }
+    if (path.startsWith(`${mount.target}/`)) return { mount, rest: path.slice(mount.target.length + 1) }
+  }
+  return undefined
+}
+
+const isBindMount = (mount: Mount): boolean => /^[./~]/.test(mount.source)
+
+interface SeededSecret { path: string, fields: Map<string, string | undefined> }
+
+/** `seed_secret <path under mount secret> field=value...` calls, with each value's default when it is `${VAR:-default}`. */
+function seededSecrets (script: string): Map<string, SeededSecret> {
+  const secrets = new Map<string, SeededSecret>()
+  for (const line of logicalLines(script)) {
+    const call = /^seed_secret\s+(\S+)\s+(.*)$/.exec(line)
+    if (call === null) continue
+    const fields = new Map<string, string | undefined>()
+    for (const field of call[2]!.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S+)/g)) {
+      const raw = field[2]!.replace(/^"|"$/g, '')
+      const fallback = /^\$\{[A-Z0-9_]+:-([^}]*)\}$/.exec(raw)
+      fields.set(field[1]!, fallback === null ? raw : fallback[1])
+    }
+    const path = `secret/${call[1]!}`
+    secrets.set(path, { path, fields })
+  }
+  return secrets
+}
+
+/** `path "<glob>" { capabilities = [...] }` blocks of the policy the seed script writes. */
+function policyPaths (script: string): Array<{ glob: string, capabilities: string[] }> {
+  return [...script.matchAll(/path\s+"([^"]+)"\s*\{\s*capabilities\s*=\s*\[([^\]]*)\]\s*\}/g)]
+    .map(match => ({ glob: match[1]!, capabilities: [...match[2]!.matchAll(/"([^"]+)"/g)].map(cap => cap[1]!) }))
+}
+
+function policyAllowsRead (policies: Array<{ glob: string, capabilities: string[] }>, path: string): boolean {
+  return policies.some(policy => policy.capabilities.includes('read') &&
+    (policy.glob.endsWith('*') ? path.startsWith(policy.glob.slice(0, -1)) : path === policy.glob))
+}
+
+/** "secret/providers/kivra" (KV v2 mount + path) → the API paths "secret/data/…" and "secret/metadata/…". */
+function kvApiPaths (secret: string): { data: string, metadata: string } {
+  const [mount, ...rest] = secret.split('/')
+  return { data: `${mount!}/data/${rest.join('/')}`, metadata: `${mount!}/metadata/${rest.join('/')}` }
+}
+
+/** "vault:<mount>/<path>#<field>" */
+function vaultKeyRef (spec: string): { secret: string, field: string } | undefined {
+  const match = /^vault:([^#]+)#(.+)$/.exec(spec)
+  return match === null ? undefined : { secret: match[1]!, field: match[2]! }
+}
+
+describe('docker-compose.yml', () => {
+  // Compose honours YAML merge keys (<<: *broker), so parse with them.
+  const compose = parseYaml(read('docker-compose.yml'), { merge: true }) as { services: Record<string, ComposeService>, volumes?: Record<string, unknown> }
+  const services = compose.services
+  const brokers = ['broker-1', 'broker-2']
+  const seedScript = read('deploy/compose/seed-vault.sh')
+  const seeded = seededSecrets(seedScript)
+  const credentialsText = read('deploy/compose/credentials.yaml')
+  let scratch: string
+
+  beforeAll(() => { scratch = mkdtempSync(join(tmpdir(), 'cb-compose-')) })
+  afterAll(() => { rmSync(scratch, { recursive: true, force: true }) })
+
+  it('runs Redis, a dev-mode Vault and a one-shot seed job', () => {
+    expect(services.redis?.image).toMatch(/^redis:7\.4-alpine$/)
+    expect(services.redis?.healthcheck?.test).toBeDefined()
+
+    const vault = services.vault!
+    expect(vault.image).toMatch(/^hashicorp\/vault:1\.17/)
+    expect([vault.command ?? []].flat().join(' ')).toMatch(/\bserver -dev\b/)
+    expect(serviceEnv(vault).VAULT_DEV_ROOT_TOKEN_ID).toBeTruthy()
+    expect(vault.cap_add).toContain('IPC_LOCK')
+    expect(vault.healthcheck?.test).toBeDefined()
+
+    const seed = services['vault-seed']!
+    expect(seed.image).toBe(vault.image)
+    expect(seed.depends_on?.vault?.condition).toBe('service_healthy')
+    // The seed logs in with the dev root token.
+    expect(serviceEnv(seed).VAULT_TOKEN).toBe(serviceEnv(vault).VAULT_DEV_ROOT_TOKEN_ID)
+    expect(serviceMounts(seed).some(mount => mount.source === './deploy/compose/seed-vault.sh')).toBe(true)
+  })
+
+  it.each(brokers)('%s builds the image and waits for healthy Redis and a finished seed', name => {
+    const broker = services[name]!
+    expect(broker.build).toBe('.')
+    expect(broker.depends_on?.redis?.condition).toBe('service_healthy')
+    expect(broker.depends_on?.['vault-seed']?.condition).toBe('service_completed_successfully')
+    for (const [dependency, { condition }] of Object.entries(broker.depends_on ?? {})) {
+      expect(services[dependency], `${name} depends on unknown service ${dependency}`).toBeDefined()
+      if (condition === 'service_healthy') expect(services[dependency]!.healthcheck?.test, `${dependency} has no healthcheck`).toBeDefined()
+    }
+  })
+
+  it('publishes each broker on its own host port, mapped to container port 8080', () => {
+    const hostPorts = brokers.map(name => {
+      const ports = (services[name]!.ports ?? []).map(String)
+      expect(ports).toHaveLength(1)
+      const parts = ports[0]!.split(':')
+      expect(parts.at(-1)).toBe('8080')
+      return parts.at(-2)
+    })
+    expect(hostPorts).toEqual(['8081', '8082'])
+  })
+
+  it.each(brokers)('%s sets every variable an AppRole, Redis-backed production broker needs, all known to EnvSchema', name => {
+    const env = serviceEnv(services[name]!)
+    for (const key of Object.keys(env)) expect(envNames, `${key} is not in EnvSchema`).toContain(key)
+    expect(env).toMatchObject({ NODE_ENV: 'production', VAULT_AUTH: 'approle' })
+    for (const key of ['REDIS_URL', 'VAULT_ADDR', 'VAULT_ROLE_ID_FILE', 'VAULT_SECRET_ID_FILE', 'TOKEN_ENCRYPTION_KEY', 'CREDENTIALS_FILE']) {
+      expect(env[key], key).toBeTruthy()
+    }
+    expect(new URL(env.REDIS_URL!).hostname).toBe('redis')
+    expect(new URL(env.VAULT_ADDR!).host).toBe('vault:8200')
+    const parsed = EnvSchema.safeParse(env)
+    expect(parsed.success, parsed.error?.message).toBe(true)
+  })
+
+  it.each(brokers)('%s passes loadConfig with its mounts mapped to the files they carry', name => {
+    const broker = services[name]!
+    const seed = services['vault-seed']!
+    const env = serviceEnv(broker)
+    const approleDir = serviceEnv(seed).APPROLE_DIR!
+    const writtenBySeed = new Set([...seedScript.matchAll(/^\s*install_login_file\s+(\S+)/gm)].map(match => match[1]!))
+    const mapped: Record<string, string> = { ...env }
+    for (const key of ['CREDENTIALS_FILE', 'VAULT_ROLE_ID_FILE', 'VAULT_SECRET_ID_FILE']) {
+      const found = mountFor(broker, env[key]!)
+      expect(found, `${key}=${env[key]!} is not on a mounted volume`).toBeDefined()
+      const { mount, rest } = found!
+      if (isBindMount(mount)) {
+        mapped[key] = resolve(root, mount.source, rest)
+      } else {
+        // A named volume: the seed job must mount the same volume at APPROLE_DIR and write that file name.
+        expect(compose.volumes ?? {}).toHaveProperty(mount.source)
+        expect(serviceMounts(seed)).toContainEqual({ source: mount.source, target: approleDir })
+        expect(writtenBySeed, `seed-vault.sh does not write ${rest}`).toContain(rest)
+        mapped[key] = join(scratch, `${name}-${basename(rest)}`)
+        writeFileSync(mapped[key], 'placeholder-written-by-the-seed-job\n')
+      }
+    }
+    const config = loadConfig(mapped, root)
+    expect(config.production).toBe(true)
+    expect(config.vault?.auth).toBe('approle')
+    expect(config.vault?.roleId).toBeTruthy()
+    expect(config.vault?.secretId).toBeTruthy()
+    expect(config.redis?.url).toBe('redis://redis:6379')
+    expect(config.credentials.length).toBeGreaterThan(0)
+  })
+
+  it('has a credentials file that parses with the broker\'s own parser', () => {
+    const file = parseCredentialsFile(credentialsText, 'deploy/compose/credentials.yaml')
+    expect(file.credentials.length).toBeGreaterThan(0)
+    expect(file.callers.length).toBeGreaterThan(0)
+    expect(file.credentials.every(credential => credential.environment === 'sandbox')).toBe(true)
+    expect(file.credentials.every(credential => credential.allowed_callers.length > 0)).toBe(true)
+  })
+
+  it('seeds every secret the compose credentials reference, with the fields each provider needs', () => {
+    const file: CredentialsFile = parseCredentialsFile(credentialsText, 'deploy/compose/credentials.yaml')
+    // seed_secret writes to the KV v2 mount "secret" that dev mode enables.
+    expect(seedScript).toMatch(/vault kv put -mount=secret\b/)
+    for (const credential of file.credentials) {
+      const secret = seeded.get(credential.secret)
+      expect(secret, `seed-vault.sh does not write ${credential.secret}`).toBeDefined()
+      for (const field of requiredSecretFields[credential.provider]) {
+        expect(secret!.fields.get(field), `${credential.secret} lacks ${field}`).toBeTruthy()
+      }
+    }
+  })
+
+  it('seeds SIR Giving with sandbox-shaped keys', () => {
+    const sirGiving = seeded.get('secret/providers/sir-giving')!
+    expect(sirGiving.fields.get('secretKey')).toMatch(/^sk_test_/)
+    expect(sirGiving.fields.get('publicKey')).toMatch(/^pk_test_/)
+    expect(sirGiving.fields.get('hmacSecret')).toMatch(/^[0-9a-f]{64}$/)
+    expect(sirGiving.fields.get('webhookSecret')).toMatch(/^whsec_/)
+  })
+
+  it('seeds the token encryption key the brokers point at, and lets the AppRole read it and every provider secret', () => {
+    const policies = policyPaths(seedScript)
+    const file = parseCredentialsFile(credentialsText, 'deploy/compose/credentials.yaml')
+    const paths = file.credentials.map(credential => credential.secret)
+    for (const name of brokers) {
+      const ref = vaultKeyRef(serviceEnv(services[name]!).TOKEN_ENCRYPTION_KEY!)
+      expect(ref).toBeDefined()
+      expect(seeded.get(ref!.secret)?.fields.has(ref!.field), `seed-vault.sh does not write ${ref!.secret}#${ref!.field}`).toBe(true)
+      paths.push(ref!.secret)
+    }
+    for (const path of new Set(paths)) {
+      const api = kvApiPaths(path)
+      expect(policyAllowsRead(policies, api.data), `policy cannot read ${api.data}`).toBe(true)
+      expect(policyAllowsRead(policies, api.metadata), `policy cannot read ${api.metadata}`).toBe(true)
+    }
+    // Read-only: nothing in the broker's policy may write.
+    for (const policy of policies) expect(policy.capabilities).toEqual(['read'])
+    expect(seedScript).toMatch(/vault auth enable approle/)
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------
+interface K8sObject { apiVersion: string, kind: string, metadata: { name: string, labels?: Record<string, string> }, [key: string]: unknown }
+
+describe('deploy/kubernetes', () => {
+  const dir = 'deploy/kubernetes'
+  const files = readdirSync(join(root, dir)).filter(file => /\.ya?ml$/.test(file)).sort()
+  const kustomization = parseYaml(read(`${dir}/kustomization.yaml`)) as { resources: string[], namespace?: string }
+  const objects: K8sObject[] = files.filter(file => file !== 'kustomization.yaml').flatMap(file =>
+    parseAllDocuments(read(`${dir}/${file}`)).map(doc => {
+      expect(doc.errors, file).toEqual([])
+      return doc.toJS() as K8sObject
+    }).filter(object => object !== null))
+  const byKind = (kind: string): K8sObject[] => objects.filter(object => object.kind === kind)
+  const one = (kind: string): K8sObject => {
+    const found = byKind(kind)
+    expect(found, `exactly one ${kind}`).toHaveLength(1)
+    return found[0]!
+  }
+
+  const deployment = one('Deployment')
+  const spec = asObject(deployment.spec)
+  const template = asObject(spec.template)
+  const podLabels = asObject(asObject(template.metadata).labels) as Record<string, string>
+  const podSpec = asObject(template.spec)
+  const containers = asArray(podSpec.containers).map(asObject)
+  const container = containers[0]!
+  const containerEnv = asArray(container.env).map(asObject)
+  const envValue = (name: string): string | undefined => {
+    const entry = containerEnv.find(env => env.name === name)
+    return entry?.value === undefined ? undefined : String(entry.value)
+  }
+  const namedPorts = new Map(asArray(container.ports).map(asObject).map(port => [String(port.name), Number(port.containerPort)]))
+  const resolvePort = (port: unknown): number => (typeof port === 'number' ? port : namedPorts.get(String(port)) ?? Number.NaN)
+  const mounts = asArray(container.volumeMounts).map(asObject)
+  const volumes = asArray(podSpec.volumes).map(asObject)
+  const selects = (selector: unknown): boolean => {
+    const matchLabels = asObject(asObject(selector).matchLabels)
+    return Object.keys(matchLabels).length > 0 && Object.entries(matchLabels).every(([key, value]) => podLabels[key] === value)
+  }
+
+  it('lists every manifest in the kustomization', () => {
+    expect([...kustomization.resources].sort()).toEqual(files.filter(file => file !== 'kustomization.yaml'))
+  })
+
+  it('runs three replicas whose selector matches the pod template', () => {
+    expect(spec.replicas).toBe(3)
+    expect(selects(spec.selector)).toBe(true)
+    expect(containers).toHaveLength(1)
+  })
+
+  it('probes liveness on /healthz and readiness on /readyz at port 8080', () => {
+    const liveness = asObject(asObject(container.livenessProbe).httpGet)
+    const readiness = asObject(asObject(container.readinessProbe).httpGet)
+    expect(liveness.path).toBe('/healthz')
+    expect(readiness.path).toBe('/readyz')
+    expect(resolvePort(liveness.port)).toBe(8080)
+    expect(resolvePort(readiness.port)).toBe(8080)
+    const port = envValue('PORT')
+    if (port !== undefined) expect(Number(port)).toBe(8080)
+  })
+
+  it('runs non-root with a read-only root filesystem, no privilege escalation and no capabilities', () => {
+    const pod = asObject(podSpec.securityContext)
+    const own = asObject(container.securityContext)
+    expect(own.runAsNonRoot ?? pod.runAsNonRoot).toBe(true)
+    // The image's USER is a name (node); the kubelet can only verify runAsNonRoot with a numeric uid.
+    expect(Number(own.runAsUser ?? pod.runAsUser)).toBeGreaterThan(0)
+    expect(own.readOnlyRootFilesystem).toBe(true)
+    expect(own.allowPrivilegeEscalation).toBe(false)
+    expect(asObject(own.capabilities).drop).toEqual(['ALL'])
+  })
+
+  it('sets resource requests and limits', () => {
+    const resources = asObject(container.resources)
+    for (const kind of ['requests', 'limits']) {
+      expect(asObject(resources[kind]).memory, kind).toBeTruthy()
+    }
+    expect(asObject(resources.requests).cpu).toBeTruthy()
+  })
+
+  it('uses only environment variables the broker knows, with valid values', () => {
+    for (const env of containerEnv) expect(envNames, `${String(env.name)} is not in EnvSchema`).toContain(env.name)
+    const literal = Object.fromEntries(containerEnv.filter(env => env.value !== undefined).map(env => [String(env.name), String(env.value)]))
+    const parsed = EnvSchema.safeParse(literal)
+    expect(parsed.success, parsed.error?.message).toBe(true)
+    expect(literal).toMatchObject({ NODE_ENV: 'production', VAULT_AUTH: 'kubernetes' })
+    for (const name of ['REDIS_URL', 'VAULT_ADDR', 'VAULT_K8S_ROLE', 'TOKEN_ENCRYPTION_KEY', 'CREDENTIALS_FILE']) {
+      expect(containerEnv.some(env => env.name === name), name).toBe(true)
+    }
+  })
+
+  it('logs in to Vault with a projected service account token (audience vault) at VAULT_K8S_TOKEN_PATH', () => {
+    const projected = volumes.find(volume => asArray(asObject(volume.projected).sources).some(source => asObject(source).serviceAccountToken !== undefined))
+    expect(projected).toBeDefined()
+    const token = asObject(asArray(asObject(projected!.projected).sources).map(asObject).find(source => source.serviceAccountToken !== undefined)!.serviceAccountToken)
+    expect(token.audience).toBe('vault')
+    const mount = mounts.find(m => m.name === projected!.name)
+    expect(mount).toBeDefined()
+    expect(envValue('VAULT_K8S_TOKEN_PATH')).toBe(posix.join(String(mount!.mountPath), String(token.path)))
+  })
+
+  it('reads a credentials file from the ConfigMap that parses with the broker\'s own parser', () => {
+    const credentialsFile = envValue('CREDENTIALS_FILE')!
+    const mount = mounts.find(m => String(m.mountPath) === posix.dirname(credentialsFile))
+    expect(mount, `no volume mounted at ${posix.dirname(credentialsFile)}`).toBeDefined()
+    const volume = volumes.find(v => v.name === mount!.name)!
+    const configMapName = asObject(volume.configMap).name
+    const configMap = byKind('ConfigMap').find(object => object.metadata.name === configMapName)
+    expect(configMap, `ConfigMap ${String(configMapName)}`).toBeDefined()
+    const text = asObject(configMap!.data)[posix.basename(credentialsFile)]
+    expect(typeof text).toBe('string')
+    const file = parseCredentialsFile(String(text), credentialsFile)
+    expect(file.credentials.length).toBeGreaterThan(0)
+    expect(file.credentials.every(credential => credential.environment === 'production')).toBe(true)
+  })
+
+  it('gives the app time to drain before SIGKILL', () => {
+    // src/main.ts passes this delay to close-with-grace (whose own default is 10 s).
+    const delay = /shutdownDelayMs\s*=\s*([\d_]+)/.exec(read('src/main.ts'))?.[1]
+    const shutdownSeconds = delay === undefined ? 10 : Number(delay.replace(/_/g, '')) / 1000
+    const preStop = asArray(asObject(asObject(asObject(container.lifecycle).preStop).exec).command).map(String)
+    const preStopSeconds = preStop[0] === 'sleep' ? Number(preStop[1]) : 0
+    expect(Number(podSpec.terminationGracePeriodSeconds)).toBeGreaterThan(shutdownSeconds + preStopSeconds)
+  })
+
+  it('spreads replicas across zones and nodes', () => {
+    const spread = asArray(podSpec.topologySpreadConstraints).map(asObject)
+    const antiAffinity = asObject(asObject(podSpec.affinity).podAntiAffinity)
+    expect(spread.length + Object.keys(antiAffinity).length).toBeGreaterThan(0)
+    for (const constraint of spread) expect(selects(constraint.labelSelector)).toBe(true)
+  })
+
+  it('has a Service, a PodDisruptionBudget and a NetworkPolicy selecting the pods, and their ServiceAccount', () => {
+    const service = one('Service')
+    expect(selects({ matchLabels: asObject(service.spec).selector })).toBe(true)
+    const servicePorts = asArray(asObject(service.spec).ports).map(asObject)
+    expect(servicePorts.some(port => resolvePort(port.targetPort ?? port.port) === 8080)).toBe(true)
+
+    const pdb = asObject(one('PodDisruptionBudget').spec)
+    expect(selects(pdb.selector)).toBe(true)
+    expect(pdb.minAvailable === 2 || pdb.maxUnavailable === 1).toBe(true)
+
+    expect(selects(asObject(one('NetworkPolicy').spec).podSelector)).toBe(true)
+    expect(one('ServiceAccount').metadata.name).toBe(podSpec.serviceAccountName)
+  })
+
+  it('lets clients reach port 8080 and the broker reach DNS, Redis, Vault and HTTPS', () => {
+    const policy = asObject(one('NetworkPolicy').spec)
+    expect(policy.policyTypes).toEqual(expect.arrayContaining(['Ingress', 'Egress']))
+    const ingressPorts = asArray(policy.ingress).flatMap(rule => asArray(asObject(rule).ports)).map(port => resolvePort(asObject(port).port))
+    expect(ingressPorts).toContain(8080)
+    for (const rule of asArray(policy.ingress).map(asObject)) expect(asArray(rule.from).length, 'ingress from anywhere').toBeGreaterThan(0)
+    const egressPorts = asArray(policy.egress).flatMap(rule => asArray(asObject(rule).ports)).map(port => Number(asObject(port).port))
+    expect(egressPorts).toEqual(expect.arrayContaining([53, 6379, 8200, 443]))
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------
+interface AlertRule { alert: string, expr: string, for?: string, labels?: Record<string, string>, annotations?: Record<string, string> }
+
+describe('deploy/prometheus/alerts.yaml', () => {
+  const rulesFile = parseYaml(read('deploy/prometheus/alerts.yaml')) as { groups: Array<{ name: string, rules: AlertRule[] }> }
+  const rules = rulesFile.groups.flatMap(group => group.rules)
+  const alertNames = rules.map(rule => rule.alert)
+
+  // What createMetrics() really registers, and each metric's label names as they appear in a scrape.
+  const registry = new Registry()
+  const metrics = createMetrics(registry)
+  metrics.initCredential({ id: 'kivra-sandbox', provider: 'kivra' })
+  metrics.tokenRequestDuration.observe({ credential: 'kivra-sandbox' }, 0.0002)
+  metrics.refreshDuration.observe({ provider: 'kivra' }, 0.2)
+  metrics.grantExpiry.set({ credential: 'kivra-sandbox' }, 3600)
+  metrics.circuitBreakerState.set({ provider: 'kivra' }, 0)
+  const series = new Map<string, Set<string>>()
+  const allowedValues: Record<string, readonly string[]> = { result: [...tokenRequestResults, ...refreshResults], reason: refreshReasons }
+
+  beforeAll(async () => {
+    for (const metric of await registry.getMetricsAsJSON()) {
+      const labels = new Set(metric.values.flatMap(value => Object.keys(value.labels)).filter(label => label !== 'le'))
+      series.set(metric.name, labels)
+      if (['histogram', 'summary'].includes(String(metric.type))) {
+        for (const suffix of ['_bucket', '_sum', '_count']) series.set(metric.name + suffix, labels)
+      }
+    }
+  })
+
+  it('has the alerts the README runbook describes', () => {
+    expect(alertNames).toEqual(expect.arrayContaining([
+      'CredentialCloseToExpiry', 'RefreshesFailing', 'PermanentCredentialRejection', 'VaultUnauthenticated',
+      'RedisDown', 'BrokerDegraded', 'CircuitBreakerOpen'
+    ]))
+    expect(new Set(alertNames).size).toBe(alertNames.length)
+  })
+
+  it.each(rules.map(rule => [rule.alert, rule] as const))('%s queries only metrics and labels that createMetrics() registers', (_name, rule) => {
+    const used = [...rule.expr.matchAll(/\b(credential_broker_[a-z0-9_]+)\b/g)].map(match => match[1]!)
+    expect(used.length).toBeGreaterThan(0)
+    for (const name of used) expect([...series.keys()], `${name} is not registered`).toContain(name)
+
+    for (const selector of rule.expr.matchAll(/\b(credential_broker_[a-z0-9_]+)\{([^}]*)\}/g)) {
+      const labels = series.get(selector[1]!)!
+      for (const matcher of selector[2]!.matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"/g)) {
+        const [, label, , value] = matcher
+        expect(labels, `${selector[1]!} has no label ${label!}`).toContain(label)
+        const allowed = allowedValues[label!]
+        if (allowed !== undefined) for (const alternative of value!.split('|')) expect(allowed).toContain(alternative)
+      }
+    }
+
+    // Labels the annotations print must survive the query's aggregation.
+    const metricLabels = new Set(used.flatMap(name => [...series.get(name)!]))
+    const grouped = [...rule.expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap(match => match[1]!.split(',').map(label => label.trim()))
+    for (const label of grouped) expect(metricLabels, `by (${label})`).toContain(label)
+    const available = grouped.length > 0 ? new Set(grouped) : new Set([...metricLabels, 'instance', 'job'])
+    for (const [key, text] of Object.entries(rule.annotations ?? {})) {
+      for (const reference of text.matchAll(/\$labels\.(\w+)/g)) expect(available, `${key} uses $labels.${reference[1]!}`).toContain(reference[1])
+    }
+  })
+
+  it.each(rules.map(rule => [rule.alert, rule] as const))('%s has a severity, a summary, a description and a README runbook', (name, rule) => {
+    expect(['critical', 'warning', 'info']).toContain(rule.labels?.severity)
+    expect(rule.annotations?.summary).toBeTruthy()
+    expect(rule.annotations?.description).toBeTruthy()
+    expect(rule.annotations?.runbook_url).toBe(`README.md#alert-${name.toLowerCase()}`)
+    if (rule.for !== undefined) expect(rule.for).toMatch(/^\d+[smhd]$/)
+  })
+
+  it('uses the thresholds the platform team agreed on', () => {
+    const byName = new Map(rules.map(rule => [rule.alert, rule]))
+    expect(byName.get('CredentialCloseToExpiry')).toMatchObject({ for: '2m' })
+    expect(byName.get('CredentialCloseToExpiry')!.expr).toMatch(/credential_broker_grant_expiry_seconds\)?\s*<\s*300\b/)
+    expect(byName.get('RefreshesFailing')!.expr).toMatch(/\[15m\]/)
+    expect(byName.get('RefreshesFailing')!.expr).toMatch(/result="success"/)
+    expect(byName.get('PermanentCredentialRejection')!.expr).toMatch(/result="permanent_error"/)
+    expect(byName.get('VaultUnauthenticated')).toMatchObject({ for: '5m' })
+    expect(byName.get('VaultUnauthenticated')!.expr).toMatch(/credential_broker_vault_authenticated\s*==\s*0/)
+    expect(byName.get('RedisDown')).toMatchObject({ for: '2m' })
+    expect(byName.get('RedisDown')!.expr).toMatch(/credential_broker_redis_up\s*==\s*0/)
+    expect(byName.get('BrokerDegraded')).toMatchObject({ for: '10m' })
+    expect(byName.get('BrokerDegraded')!.expr).toMatch(/credential_broker_readiness_state\s*<\s*2/)
+    expect(byName.get('CircuitBreakerOpen')!.expr).toMatch(/credential_broker_circuit_breaker_state\)?\s*==\s*2/)
+  })
+})
+
+// The parsing helpers above decide what the checks see; a helper that matched nothing would make them pass vacuously.
+describe('artifact test helpers', () => {
+  it('maps a KV v2 secret to its data and metadata API paths', () => {
+    expect(kvApiPaths('secret/providers/kivra')).toEqual({ data: 'secret/data/providers/kivra', metadata: 'secret/metadata/providers/kivra' })
+  })
+
+  it('reads seed_secret calls across continued lines, with the defaults of ${VAR:-default}', () => {
+    const secrets = seededSecrets('seed_secret providers/x \\\n  a="${A:-one}" \\\n  b=two\n# seed_secret providers/y c=3\n')
+    expect([...secrets.keys()]).toEqual(['secret/providers/x'])
+    expect(Object.fromEntries(secrets.get('secret/providers/x')!.fields)).toEqual({ a: 'one', b: 'two' })
+  })
+
+  it('matches policy globs the way Vault does for a trailing *', () => {
+    const policies = [{ glob: 'secret/data/providers/*', capabilities: ['read'] }]
+    expect(policyAllowsRead(policies, 'secret/data/providers/kivra')).toBe(true)
+    expect(policyAllowsRead(policies, 'secret/data/broker/token-key')).toBe(false)
+  })
+})

@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { freePort } from './ports.js'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+/** tsx's loader by absolute URL, so the process may run in any working directory. */
+export const tsxLoader = pathToFileURL(`${root}node_modules/tsx/dist/loader.mjs`).href
+
+export interface BrokerProcess {
+  readonly url: string
+  readonly port: number
+  readonly child: ChildProcess
+  readonly stdout: string[]
+  readonly stderr: string[]
+  /** Resolves with the exit code (or signal) once the process has exited. */
+  readonly exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+  stop: (signal?: NodeJS.Signals) => Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+/** The environment a child process gets: only what the broker reads, plus PATH and HOME. */
+function baseEnv (): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const name of ['PATH', 'HOME', 'TMPDIR']) {
+    const value = process.env[name]
+    if (value !== undefined) env[name] = value
+  }
+  return env
+}
+
+export interface RunBrokerOptions {
+  cwd?: string
+  /**
+   * 'ignore' sends stdout (the JSON log, with one audit line per token) to /dev/null instead of collecting
+   * it: a load benchmark would otherwise spend its own CPU and memory reading the server's log. Default 'collect'.
+   */
+  stdout?: 'collect' | 'ignore'
+}
+
+/** Runs `src/main.ts` (what `npm start` runs) as a separate process and collects its output. */
+export function runBroker (env: Record<string, string>, options: RunBrokerOptions = {}): Omit<BrokerProcess, 'url' | 'port'> {
+  const child = spawn(process.execPath, ['--import', tsxLoader, `${root}src/main.ts`], {
+    cwd: options.cwd ?? root,
+    env: { ...baseEnv(), ...env },
+    stdio: ['ignore', options.stdout === 'ignore' ? 'ignore' : 'pipe', 'pipe']
+  })
+  const stdout: string[] = []
+  const stderr: string[] = []
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { stdout.push(...chunk.split('\n').filter(Boolean)) })
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { stderr.push(...chunk.split('\n').filter(Boolean)) })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => {
+    child.once('exit', (code, signal) => { resolve({ code, signal }) })
+  })
+  return {
+    child,
+    stdout,
+    stderr,
+    exited,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return await exited
+    }
+  }
+}
+
+/** Starts a broker process on a free port and waits until /healthz answers. */
+export async function startBroker (env: Record<string, string>, options: RunBrokerOptions & { timeoutMs?: number } = {}): Promise<BrokerProcess> {
+  const port = await freePort()
+  const running = runBroker({ PORT: String(port), HOST: '127.0.0.1', ...env }, options)
+  const url = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + (options.timeoutMs ?? 20_000)
+  for (;;) {
+    if (running.child.exitCode !== null) {
+      throw new Error(`broker exited with ${running.child.exitCode}: ${running.stderr.join('\n')}`)
+    }
+    try {
+      const response = await fetch(`${url}/healthz`)
+      if (response.ok) break
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await running.stop('SIGKILL')
+      throw new Error(`broker did not become healthy: ${running.stderr.join('\n')}`)
+    }
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  return { ...running, url, port }
+}
