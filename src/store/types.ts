@@ -1,0 +1,46 @@
+import type { Grant } from '../providers/types.js'
+
+/**
+ * A lease on refreshing one grant key. `fence` is a number that grows with every lease ever granted
+ * on that key; the store accepts a grant write only from the holder of the newest fence, so a refresher
+ * whose lease expired mid-mint can never overwrite a grant written by a later lease holder.
+ */
+export interface Lease {
+  readonly key: string
+  readonly owner: string
+  readonly fence: number
+}
+
+export interface StoredGrant {
+  grant: Grant
+  /** The fence of the lease under which it was written. */
+  fence: number
+}
+
+export type StoreHealth = { state: 'up' } | { state: 'down', detail: string }
+
+/** Where grants are shared between replicas: Redis, or process memory in embedded mode. */
+export interface GrantStore {
+  readonly kind: 'redis' | 'memory'
+  get: (key: string) => Promise<StoredGrant | null>
+  /** Take the refresh lease for a key, or null when another owner holds it. */
+  acquireLease: (key: string, ttlMs: number) => Promise<Lease | null>
+  /** How long the current lease on a key has left (0 when none): how long a waiter may have to wait for a holder that died. */
+  leaseRemainingMs: (key: string) => Promise<number>
+  /**
+   * Release a lease only if we still own it (compare-and-delete). `announce`: notify listeners as a write
+   * would, for a holder that wrote nothing (its refresh failed), so waiters look again at once.
+   */
+  releaseLease: (lease: Lease, options?: { announce?: boolean }) => Promise<void>
+  /**
+   * Write a grant under a lease; expires from the store when the grant expires. Returns false (and
+   * writes nothing) when a newer lease was granted since.
+   */
+  putGrant: (lease: Lease, grant: Grant) => Promise<boolean>
+  /** Drop a grant (the provider rejected it); fenced like putGrant. */
+  deleteGrant: (lease: Lease) => Promise<boolean>
+  /** Called with the key of every grant written by any replica (including this one). */
+  onGrant: (listener: (key: string) => void) => () => void
+  health: () => Promise<StoreHealth>
+  close: () => Promise<void>
+}

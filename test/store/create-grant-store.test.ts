@@ -1,0 +1,58 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { createGrantStore, type GrantStore, type Lease } from '../../src/store/index.js'
+import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
+import { captureLogs, makeGrant, randomGrantKey, randomKey } from './helpers.js'
+
+describe('createGrantStore', () => {
+  const opened: GrantStore[] = []
+  const prefixes: string[] = []
+
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map(async store => { await store.close() }))
+    await Promise.all(prefixes.splice(0).map(async prefix => { await deleteKeys(testRedisUrl(), prefix) }))
+  })
+
+  it('uses process memory without REDIS_URL, and says loudly that it is single-replica', async () => {
+    const logs = captureLogs()
+    const store = createGrantStore({ redis: undefined, encryptionKey: undefined }, { log: logs.log })
+    opened.push(store)
+    expect(store.kind).toBe('memory')
+    expect(logs.messages()).toEqual(['no REDIS_URL: grants are kept in process memory; run a single replica only'])
+    expect(JSON.parse(logs.lines[0] as string)).toMatchObject({ level: 40 })
+  })
+
+  it('uses Redis with REDIS_URL and REDIS_KEY_PREFIX, sealing with TOKEN_ENCRYPTION_KEY', async () => {
+    const prefix = uniquePrefix('factory')
+    prefixes.push(prefix)
+    const encryptionKey = randomKey()
+    const config = { redis: { url: testRedisUrl(), keyPrefix: prefix }, encryptionKey }
+    const writer = createGrantStore(config, { log: captureLogs().log })
+    const reader = createGrantStore(config, { log: captureLogs().log })
+    opened.push(writer, reader)
+    expect(writer.kind).toBe('redis')
+    const key = randomGrantKey()
+    const lease = await writer.acquireLease(key, 10_000) as Lease
+    const grant = makeGrant()
+    expect(await writer.putGrant(lease, grant)).toBe(true)
+    expect((await reader.get(key))?.grant).toEqual(grant)
+  })
+
+  it('uses the resolved key list when TOKEN_ENCRYPTION_KEY is a Vault reference', async () => {
+    const prefix = uniquePrefix('factory')
+    prefixes.push(prefix)
+    const config = { redis: { url: testRedisUrl(), keyPrefix: prefix }, encryptionKey: 'vault:secret/broker#token_key' }
+    await expect(async () => { opened.push(createGrantStore(config, { log: captureLogs().log })) })
+      .rejects.toMatchObject({ name: 'StoreError', reason: 'invalid' })
+    const store = createGrantStore(config, { log: captureLogs().log, encryptionKey: `vault-v3:${randomKey()}` })
+    opened.push(store)
+    const key = randomGrantKey()
+    const lease = await store.acquireLease(key, 10_000) as Lease
+    expect(await store.putGrant(lease, makeGrant())).toBe(true)
+    expect(await store.get(key)).not.toBeNull()
+  })
+
+  it('refuses Redis without an encryption key', () => {
+    expect(() => createGrantStore({ redis: { url: testRedisUrl(), keyPrefix: 'x' }, encryptionKey: undefined }, { log: captureLogs().log }))
+      .toThrow(expect.objectContaining({ name: 'StoreError', reason: 'invalid' }))
+  })
+})

@@ -1,0 +1,91 @@
+import { randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
+import { expect } from 'vitest'
+import { createLogger } from '../../src/observability/logger.js'
+import type { Grant } from '../../src/providers/types.js'
+import { StoreError, type StoreErrorReason } from '../../src/store/errors.js'
+
+/** A grant with random, recognisable tokens (so a test can look for them in Redis and in logs). */
+export function makeGrant (options: { expiresInMs?: number, now?: number, optional?: boolean } = {}): Grant {
+  const now = options.now ?? Date.now()
+  const grant: Grant = {
+    accessToken: `at-${randomBytes(12).toString('hex')}`,
+    tokenType: 'Bearer',
+    obtainedAt: now,
+    expiresAt: now + (options.expiresInMs ?? 10 * 60_000)
+  }
+  if (options.optional !== false) {
+    grant.scope = 'kivra.v1.tenant.abc.*'
+    grant.refreshToken = `rt-${randomBytes(12).toString('hex')}`
+  }
+  return grant
+}
+
+/** A base64 AES-256 key, as `openssl rand -base64 32` prints it. */
+export function randomKey (): string {
+  return randomBytes(32).toString('base64')
+}
+
+export function randomGrantKey (): string {
+  return `cred-${randomBytes(4).toString('hex')}`
+}
+
+export async function sleep (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}
+
+/** Polls `check` until it returns true; fails the test with `what` after `timeoutMs`. */
+export async function waitUntil (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000, intervalMs = 25): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    let ok = false
+    try {
+      ok = await check()
+    } catch {
+      ok = false
+    }
+    if (ok) return
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)
+    await sleep(intervalMs)
+  }
+}
+
+/** Collects the keys a store announces through onGrant. */
+export function recordGrants (store: { onGrant: (listener: (key: string) => void) => () => void }): { keys: string[], stop: () => void } {
+  const keys: string[] = []
+  const stop = store.onGrant(key => { keys.push(key) })
+  return { keys, stop }
+}
+
+/**
+ * Asserts that `promise` rejects with a StoreError (optionally of `reason`) no later than `withinMs` after
+ * the call started, rather than hanging.
+ */
+export async function expectStoreErrorWithin (promise: Promise<unknown>, withinMs: number, reason?: StoreErrorReason): Promise<StoreError> {
+  const started = Date.now()
+  let failure: unknown
+  try {
+    await promise
+  } catch (err) {
+    failure = err
+  }
+  const elapsed = Date.now() - started
+  expect(failure, 'expected a rejection').toBeInstanceOf(StoreError)
+  const err = failure as StoreError
+  expect(err.name).toBe('StoreError')
+  if (reason !== undefined) expect(err.reason).toBe(reason)
+  expect(elapsed).toBeLessThanOrEqual(withinMs)
+  return err
+}
+
+/** A logger with the production options (redaction, error serializer) whose output a test can read. */
+export function captureLogs (): { log: Logger, lines: string[], text: () => string, messages: () => string[] } {
+  const lines: string[] = []
+  const log = createLogger('debug', { write: (line: string) => { lines.push(line) } })
+  return {
+    log,
+    lines,
+    text: () => lines.join(''),
+    messages: () => lines.map(line => (JSON.parse(line) as { msg: string }).msg)
+  }
+}
