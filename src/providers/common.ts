@@ -1,0 +1,73 @@
+/** Small helpers every adapter shares: secret field checks, lifetime parsing, JWT `exp`, grant building. */
+import { decodeJwt } from 'jose'
+import { ProviderError, type Grant, type SecretData } from './types.js'
+
+/** Longest lifetime we believe from a provider; anything longer is a unit mistake or garbage. */
+export const maxLifetimeSeconds = 366 * 86_400
+
+/**
+ * Throws a permanent ProviderError naming every missing (or empty) field, never a value: a secret without
+ * its fields is a Vault/SECRETS_FILE mistake that no retry can fix.
+ */
+export function requireSecretFields (provider: string, secret: SecretData, fields: readonly string[]): void {
+  const missing = fields.filter(field => typeof secret[field] !== 'string' || secret[field] === '')
+  if (missing.length > 0) {
+    throw new ProviderError('permanent', `${provider} secret is missing field${missing.length > 1 ? 's' : ''} ${missing.map(f => `"${f}"`).join(', ')}`)
+  }
+}
+
+/** Reads a secret field already checked by requireSecretFields. */
+export function secretField (secret: SecretData, field: string): string {
+  const value = secret[field]
+  if (value === undefined) throw new ProviderError('permanent', `secret is missing field "${field}"`)
+  return value
+}
+
+/**
+ * A lifetime in seconds from a provider field that may be a number or a numeric string (Klavi documents
+ * `expireIn` as a string but shows a number). Undefined when absent, not numeric, not positive or absurd.
+ */
+export function parseLifetimeSeconds (value: unknown): number | undefined {
+  let seconds: number
+  if (typeof value === 'number') seconds = value
+  else if (typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value)) seconds = Number(value)
+  else return undefined
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > maxLifetimeSeconds) return undefined
+  return seconds
+}
+
+/**
+ * The `exp` claim (epoch ms) of a token that is a JWT, read without verification: the broker only uses it
+ * to schedule refreshes, the provider still verifies the token. Undefined for opaque tokens, tokens that
+ * do not decode, and an `exp` that is not a number or lies more than a year ahead (a unit mistake).
+ */
+export function jwtExpiryMs (token: string, nowMs: number): number | undefined {
+  if (token.split('.').length !== 3) return undefined
+  let exp: unknown
+  try {
+    exp = decodeJwt(token).exp
+  } catch {
+    return undefined
+  }
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) return undefined
+  const expMs = exp * 1000
+  if (expMs > nowMs + maxLifetimeSeconds * 1000) return undefined
+  return expMs
+}
+
+/** OAuth2 token types are case-insensitive (RFC 6749 §5.1); callers get the canonical "Bearer". */
+export function normalizeTokenType (tokenType: string | undefined): string {
+  return tokenType === undefined || tokenType.toLowerCase() === 'bearer' ? 'Bearer' : tokenType
+}
+
+/** A grant that lives `lifetimeSeconds` from `obtainedAt` (epoch ms). */
+export function grantFor (fields: { accessToken: string, tokenType?: string | undefined, scope?: string | undefined, refreshToken?: string | undefined }, obtainedAt: number, lifetimeSeconds: number): Grant {
+  return {
+    accessToken: fields.accessToken,
+    tokenType: normalizeTokenType(fields.tokenType),
+    obtainedAt,
+    expiresAt: obtainedAt + Math.floor(lifetimeSeconds * 1000),
+    scope: fields.scope,
+    refreshToken: fields.refreshToken
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Klavi Link API: an access token (a JWT) from accessKey + secretKey with its own `expireIn`, renewed by
+ * `GET /data/v1/refresh` with the current token. Contract: providers.md § Klavi.
+ */
+import { z } from 'zod'
+import { grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
+import { endpointUrl } from './hosts.js'
+import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest, type HttpAnswer } from './http.js'
+import type { Grant, ProviderContext, SecretData, TokenAdapter } from './types.js'
+
+/** Documented `expireIn`; used (unless `lifetime_seconds` is configured) when the answer's is missing or garbage. */
+export const klaviDefaultLifetimeSeconds = 1800
+
+const TokenResponseSchema = z.object({
+  accessToken: z.string().min(1),
+  // "Documented as a string but shown as a number" (providers.md): parsed by parseLifetimeSeconds.
+  expireIn: z.unknown().optional()
+})
+
+// 401 { statusCode, error, message }; 416 business errors carry their own statusCode in the body.
+const ErrorBodySchema = z.object({
+  statusCode: z.union([z.number(), z.string()]).optional(),
+  error: z.string().optional(),
+  message: z.string().optional()
+})
+
+/** Creates the Klavi token adapter (mint and refresh). */
+export function createKlaviAdapter (): TokenAdapter {
+  const secretFields = ['accessKey', 'secretKey'] as const
+
+  function failure (answer: HttpAnswer, operation: string, secret: SecretData, ctx: ProviderContext): Error {
+    const body = readErrorBody(answer, ErrorBodySchema)
+    return failureFromAnswer(answer, {
+      operation,
+      providerCode: body?.statusCode === undefined ? undefined : String(body.statusCode),
+      providerMessage: body?.message ?? body?.error,
+      secret,
+      nowMs: ctx.now()
+    })
+  }
+
+  function toGrant (answer: HttpAnswer, operation: string, obtainedAt: number, ctx: ProviderContext): Grant {
+    const token = parseJsonAnswer(answer, TokenResponseSchema, operation)
+    let lifetimeSeconds = parseLifetimeSeconds(token.expireIn)
+    if (lifetimeSeconds === undefined) {
+      lifetimeSeconds = ctx.credential.lifetime_seconds ?? klaviDefaultLifetimeSeconds
+      ctx.log.warn({
+        credentialId: ctx.credential.id,
+        operation,
+        expireIn: token.expireIn === undefined ? 'missing' : 'invalid',
+        lifetimeSeconds
+      }, 'klavi expireIn missing or invalid; using the configured or documented lifetime')
+    }
+    return grantFor({ accessToken: token.accessToken }, obtainedAt, lifetimeSeconds)
+  }
+
+  async function mint (secret: SecretData, ctx: ProviderContext): Promise<Grant> {
+    requireSecretFields('klavi', secret, secretFields)
+    const operation = 'klavi mint'
+    const obtainedAt = ctx.now()
+    const answer = await sendRequest({
+      operation,
+      method: 'POST',
+      url: endpointUrl(ctx.credential, '/data/v1/auth'),
+      json: { accessKey: secretField(secret, 'accessKey'), secretKey: secretField(secret, 'secretKey') }
+    }, ctx)
+    if (answer.status < 200 || answer.status > 299) throw failure(answer, operation, secret, ctx)
+    const grant = toGrant(answer, operation, obtainedAt, ctx)
+    ctx.log.info({ credentialId: ctx.credential.id }, 'klavi token minted')
+    return grant
+  }
+
+  async function refresh (grant: Grant, secret: SecretData, ctx: ProviderContext): Promise<Grant> {
+    requireSecretFields('klavi', secret, secretFields)
+    // An expired token cannot be refreshed (Klavi answers 401); skip the round trip.
+    if (grant.expiresAt <= ctx.now()) {
+      ctx.log.info({ credentialId: ctx.credential.id, reason: 'expired' }, 'klavi refresh not possible; minting a new token')
+      return await mint(secret, ctx)
+    }
+    const operation = 'klavi refresh'
+    const obtainedAt = ctx.now()
+    const answer = await sendRequest({
+      operation,
+      method: 'GET',
+      url: endpointUrl(ctx.credential, '/data/v1/refresh'),
+      headers: { authorization: `Bearer ${grant.accessToken}` }
+    }, ctx)
+    // "If refresh answers 401, fall back to /auth" (providers.md): the token is invalid or expired on
+    // Klavi's side, which says nothing about the client secret.
+    if (answer.status === 401) {
+      ctx.log.info({ credentialId: ctx.credential.id, reason: 'refresh-rejected' }, 'klavi refresh not possible; minting a new token')
+      return await mint(secret, ctx)
+    }
+    if (answer.status < 200 || answer.status > 299) throw failure(answer, operation, { ...secret, accessToken: grant.accessToken }, ctx)
+    const renewed = toGrant(answer, operation, obtainedAt, ctx)
+    ctx.log.info({ credentialId: ctx.credential.id }, 'klavi token refreshed')
+    return renewed
+  }
+
+  return { kind: 'token', provider: 'klavi', secretFields, mint, refresh }
+}

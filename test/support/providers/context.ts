@@ -1,0 +1,66 @@
+/**
+ * Builds what an adapter call needs in tests: a validated CredentialConfig (through the real zod schema,
+ * so defaults such as timeout_ms apply) and a ProviderContext with an injected clock and a logger whose
+ * lines are captured for assertions.
+ */
+import type { Logger } from 'pino'
+import { CredentialSchema, type CredentialConfig, type ProviderKind } from '../../../src/config.js'
+import { createLogger } from '../../../src/observability/logger.js'
+import { ProviderError, type ProviderContext } from '../../../src/providers/types.js'
+
+/** A fixed, realistic instant (2023-11-14T22:13:20Z) so expiry arithmetic is easy to read in tests. */
+export const fixedNow = 1_700_000_000_000
+
+/** A credential for `provider`; `overrides` are the credentials-file fields (base_url, token_url, scope, ...). */
+export function testCredential (provider: ProviderKind, overrides: Record<string, unknown> = {}): CredentialConfig {
+  return CredentialSchema.parse({
+    id: `${provider}-test`,
+    provider,
+    environment: 'sandbox',
+    secret: `secret/providers/${provider}`,
+    ...overrides
+  })
+}
+
+export interface CapturedLog {
+  /** Parsed pino lines, oldest first. */
+  readonly lines: Array<Record<string, unknown>>
+  /** The raw text of every line (for "no secret in the logs" assertions). */
+  readonly text: () => string
+  readonly logger: Logger
+}
+
+/** A pino logger with the production options (redaction, error serializer) writing into memory. */
+export function captureLog (): CapturedLog {
+  const raw: string[] = []
+  const logger = createLogger('debug', { write: (line: string) => { raw.push(line) } })
+  return {
+    get lines () { return raw.map(line => JSON.parse(line) as Record<string, unknown>) },
+    text: () => raw.join(''),
+    logger
+  }
+}
+
+/** A ProviderContext with a clock returning `now` (a number or a function) and a captured log. */
+export function testContext (credential: CredentialConfig, options: { now?: number | (() => number), signal?: AbortSignal } = {}): ProviderContext & { captured: CapturedLog } {
+  const captured = captureLog()
+  const now = options.now ?? fixedNow
+  return {
+    credential,
+    now: typeof now === 'function' ? now : () => now,
+    log: captured.logger,
+    signal: options.signal,
+    captured
+  }
+}
+
+/** Awaits a call that must fail with a ProviderError and returns it (anything else fails the test). */
+export async function providerError (call: Promise<unknown>): Promise<ProviderError> {
+  try {
+    await call
+  } catch (err) {
+    if (err instanceof ProviderError) return err
+    throw err
+  }
+  throw new Error('expected a ProviderError, but the call succeeded')
+}
