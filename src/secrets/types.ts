@@ -1,0 +1,41 @@
+import type { SecretData } from '../providers/types.js'
+
+export interface SecretValue {
+  data: SecretData
+  /** KV v2 version; the file source reports 1 and bumps it when the file changes. */
+  version: number
+}
+
+export type SecretSourceState = 'ok' | 'degraded' | 'down'
+
+export interface SecretSourceHealth {
+  state: SecretSourceState
+  /** Short operator-facing reason, never a secret. */
+  detail?: string | undefined
+  /** Vault only: whether a valid Vault token is held (a sealed Vault can be degraded while authenticated). */
+  authenticated?: boolean | undefined
+}
+
+/** Errors from a secret source. Never carries a secret value or a Vault token. */
+export class SecretError extends Error {
+  /** not_found: the path has no secret; denied: permission; unavailable: network, sealed, 5xx; invalid: bad shape. */
+  readonly reason: 'not_found' | 'denied' | 'unavailable' | 'invalid'
+  constructor (reason: SecretError['reason'], message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'SecretError'
+    this.reason = reason
+  }
+}
+
+/** Where client secrets come from: Vault KV v2, or a local file in embedded mode. */
+export interface SecretSource {
+  readonly kind: 'vault' | 'file'
+  /** Authenticate (Vault login) and start background renewal. */
+  start: () => Promise<void>
+  /** Read the latest version of a secret at "<mount>/<path>". */
+  read: (path: string) => Promise<SecretValue>
+  /** The latest version number without reading the data (KV v2 metadata); used by the rotation check. */
+  latestVersion: (path: string) => Promise<number>
+  health: () => SecretSourceHealth
+  close: () => Promise<void>
+}

@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { Config } from '../../src/config.js'
+import { serializeError } from '../../src/observability/logger.js'
+import { createFileSecretSource } from '../../src/secrets/file-source.js'
+import { createSecretSource } from '../../src/secrets/index.js'
+import type { SecretSource } from '../../src/secrets/types.js'
+import { captureLog, expectSecretError, type CapturedLog } from './contract.js'
+
+describe('file secret source (embedded mode)', () => {
+  let dir: string
+  let file: string
+  let captured: CapturedLog
+  const opened: SecretSource[] = []
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cb-file-'))
+    file = join(dir, 'secrets.json')
+    captured = captureLog('debug')
+  })
+  afterEach(async () => {
+    for (const source of opened.splice(0)) await source.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+  function source (): SecretSource {
+    const created = createFileSecretSource({ file, log: captured.log })
+    opened.push(created)
+    return created
+  }
+
+  it('bumps the version of a path only when its entry changes', async () => {
+    await writeFile(file, JSON.stringify({ 'local/a': { secret: 'a1' }, 'local/b': { secret: 'b1' } }))
+    const secrets = source()
+    await secrets.start()
+    expect(await secrets.read('local/a')).toEqual({ version: 1, data: { secret: 'a1' } })
+    await writeFile(file, JSON.stringify({ 'local/a': { secret: 'a2' }, 'local/b': { secret: 'b1' }, 'local/c': { port: 443 } }))
+    expect(await secrets.latestVersion('local/a')).toBe(2)
+    expect(await secrets.latestVersion('local/b')).toBe(1)
+    expect(await secrets.read('local/c')).toEqual({ version: 1, data: { port: '443' } })
+  })
+
+  it('says loudly at start that secrets come from a local file', async () => {
+    await writeFile(file, '{}')
+    await source().start()
+    expect(captured.lines.some(line => line.includes('"level":40') && line.includes('embedded mode'))).toBe(true)
+  })
+
+  it('refuses invalid JSON without echoing the file content', async () => {
+    const value = `leaky-${randomBytes(8).toString('hex')}`
+    await writeFile(file, `{ "local/a": { "secret": "${value}" `)
+    const error = await expectSecretError(source().start(), 'invalid')
+    expect(error.message).toMatch(/not valid JSON/)
+    expect(JSON.stringify(serializeError(error))).not.toContain(value)
+    for (const line of captured.lines) expect(line).not.toContain(value)
+  })
+
+  it('refuses an entry that is not an object of strings, naming the path and field, not the value', async () => {
+    const value = `nested-${randomBytes(8).toString('hex')}`
+    await writeFile(file, JSON.stringify({ 'local/a': { secret: { nested: value } } }))
+    const error = await expectSecretError(source().start(), 'invalid')
+    expect(error.message).toContain('local/a → secret')
+    expect(error.message).not.toContain(value)
+  })
+
+  it('reports an unreadable file as unavailable, degrades, and recovers when the file is fixed', async () => {
+    const secrets = source()
+    await expectSecretError(secrets.start(), 'unavailable')
+    expect(secrets.health().state).toBe('degraded')
+    expect(secrets.health().detail).toMatch(/ENOENT/)
+    await writeFile(file, JSON.stringify({ 'local/a': { secret: 'a1' } }))
+    expect((await secrets.read('local/a')).data.secret).toBe('a1')
+    expect(secrets.health()).toEqual({ state: 'ok' })
+  })
+
+  it('re-adding a removed path still gives it a newer version', async () => {
+    await writeFile(file, JSON.stringify({ 'local/a': { secret: 'a1' } }))
+    const secrets = source()
+    await secrets.start()
+    await writeFile(file, JSON.stringify({}))
+    await expectSecretError(secrets.read('local/a'), 'not_found')
+    await writeFile(file, JSON.stringify({ 'local/a': { secret: 'a1' } }))
+    expect(await secrets.latestVersion('local/a')).toBe(2)
+  })
+})
+
+describe('createSecretSource', () => {
+  const log = captureLog('silent').log
+  const base: Pick<Config, 'vault' | 'secretsFile' | 'usingExampleSecrets'> = { vault: undefined, secretsFile: undefined, usingExampleSecrets: false }
+
+  it('chooses Vault when VAULT_ADDR is configured', async () => {
+    const source = createSecretSource({
+      ...base,
+      vault: {
+        addr: 'http://127.0.0.1:1', namespace: undefined, auth: 'token', token: 'hvs.x', roleId: undefined, secretId: undefined,
+        approleMount: 'approle', k8sRole: undefined, k8sTokenPath: '/nonexistent', k8sMount: 'kubernetes', timeoutMs: 500
+      }
+    }, log)
+    expect(source.kind).toBe('vault')
+    expect(source.health().state).toBe('down')
+    await source.close()
+  })
+
+  it('chooses the file otherwise, and refuses when neither is configured', async () => {
+    const source = createSecretSource({ ...base, secretsFile: '/nonexistent/secrets.json' }, log)
+    expect(source.kind).toBe('file')
+    await source.close()
+    expect(() => createSecretSource(base, log)).toThrow(/VAULT_ADDR/)
+  })
+})

@@ -1,0 +1,111 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import type { VaultConfig } from '../../src/config.js'
+import type { SecretSource } from '../../src/secrets/types.js'
+import { createVaultSecretSource } from '../../src/secrets/vault-source.js'
+import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
+import { captureLog, expectSecretError, sleep, waitFor } from './contract.js'
+
+describe('vault secret source: health without traffic', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  })
+
+  async function setup (config: Partial<VaultConfig> = {}): Promise<{ vault: VaultStandIn, source: SecretSource }> {
+    const vault = await startVaultStandIn()
+    cleanups.push(vault.close)
+    vault.createPolicy('read', ['secret/data/*', 'secret/metadata/*'])
+    vault.writeSecret('secret/providers/kivra', { client_secret: 'x' })
+    const source = createVaultSecretSource({
+      config: {
+        addr: vault.url,
+        namespace: undefined,
+        auth: 'token',
+        token: vault.createToken({ ttlSeconds: 3600, renewable: true, policies: ['read'] }),
+        roleId: undefined,
+        secretId: undefined,
+        approleMount: 'approle',
+        k8sRole: undefined,
+        k8sTokenPath: '/nonexistent',
+        k8sMount: 'kubernetes',
+        timeoutMs: 300,
+        ...config
+      },
+      log: captureLog('silent').log,
+      probeIntervalMs: 100,
+      retryBaseMs: 50,
+      retryMaxMs: 200
+    })
+    cleanups.push(async () => { await source.close() })
+    return { vault, source }
+  }
+
+  it('is down before the first contact and ok after start', async () => {
+    const { source } = await setup()
+    expect(source.health()).toEqual({ state: 'down', detail: 'Vault not contacted yet', authenticated: false })
+    await source.start()
+    expect(source.health()).toEqual({ state: 'ok', authenticated: true })
+  })
+
+  it('recovers by itself after an outage, with no reads to drive it', async () => {
+    const { vault, source } = await setup()
+    await source.start()
+    await vault.stop()
+    await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
+    expect(source.health().state).toBe('degraded')
+    await vault.start()
+    await waitFor('the probe to notice Vault is back', () => source.health().state === 'ok', 3000)
+  })
+
+  it('reports a 500 and a server that does not answer in time, and recovers from both', async () => {
+    const { vault, source } = await setup()
+    await source.start()
+    vault.failWith(500)
+    await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
+    expect(source.health()).toEqual({ state: 'degraded', detail: 'Vault answered 500', authenticated: true })
+    vault.failWith(undefined)
+    await waitFor('recovery from the 500', () => source.health().state === 'ok', 3000)
+
+    vault.hang(true)
+    await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
+    expect(source.health()).toEqual({ state: 'degraded', detail: 'Vault did not answer in time', authenticated: true })
+    vault.hang(false)
+    await waitFor('recovery from the hang', () => source.health().state === 'ok', 3000)
+  })
+
+  it('comes up degraded when Vault is down at start, and becomes ok once it is reachable', async () => {
+    const { vault, source } = await setup()
+    await vault.stop()
+    await source.start()
+    expect(source.health().state).toBe('degraded')
+    await vault.start()
+    await waitFor('the login retry', () => source.health().state === 'ok', 3000)
+    expect((await source.read('secret/providers/kivra')).data.client_secret).toBe('x')
+  })
+
+  it('treats a standby node (sys/health 429) as reachable', async () => {
+    const { vault, source } = await setup()
+    await source.start()
+    vault.seal()
+    await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
+    expect(source.health().detail).toBe('Vault is sealed')
+    vault.unseal()
+    vault.setStandby(true)
+    await waitFor('recovery on a standby', () => source.health().state === 'ok', 3000)
+  })
+
+  it('sends the namespace with every call', async () => {
+    const { vault, source } = await setup({ namespace: 'team-a' })
+    await source.start()
+    await source.read('secret/providers/kivra')
+    await source.latestVersion('secret/providers/kivra')
+    expect(vault.requests.map(request => request.namespace)).toEqual(['team-a', 'team-a', 'team-a'])
+  })
+
+  it('rejects a path without a mount before any call', async () => {
+    const { vault, source } = await setup()
+    await expectSecretError(source.read('no-slash'), 'invalid')
+    await sleep(10)
+    expect(vault.requests).toHaveLength(0)
+  })
+})
