@@ -1,0 +1,166 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, jwtVerify, type JWKSCacheInput, type JWTVerifyGetKey } from 'jose'
+import type { Logger } from 'pino'
+import { ConfigError, type Caller, type CallerJwt } from '../config.js'
+import { BrokerError } from '../errors.js'
+
+export interface Authenticator {
+  /** The caller presenting `authorization`, or a CB_UNAUTHENTICATED / CB_FORBIDDEN error. */
+  authenticate: (authorization: string | undefined) => Promise<Caller>
+}
+
+export interface AuthenticatorDeps {
+  callers: readonly Caller[]
+  callerJwt: CallerJwt | undefined
+  log: Logger
+  /** Key set override for tests; otherwise from jwks_url (cached, follows rotation) or jwks_file. */
+  jwks?: JWTVerifyGetKey
+  /** Remote key set timing (jwks_url); the defaults are the production values. */
+  remoteJwks?: RemoteJwksOptions
+}
+
+export interface RemoteJwksOptions {
+  /** A token with an unknown `kid` refetches the key set at most once per this time (rotation). Default 30 s. */
+  cooldownMs?: number
+  /** The key set is refetched when older than this, even without an unknown `kid`. Default 10 min. */
+  cacheMaxAgeMs?: number
+  /** Fetch timeout. Default 5 s. */
+  timeoutMs?: number
+}
+
+/**
+ * jose errors that say the broker could not get or use its key set (our side), as opposed to a token that
+ * is bad (the caller's side): the generic JOSEError is what a non-200 or non-JSON JWKS answer throws.
+ */
+const keySetFailureCodes = new Set(['ERR_JOSE_GENERIC', 'ERR_JWKS_TIMEOUT', 'ERR_JWKS_INVALID', 'ERR_JWK_INVALID'])
+/** How soon a caller may retry when the key set could not be fetched. */
+const keySetRetryAfterSeconds = 5
+const keySetWarningIntervalMs = 10_000
+
+const jwtShape = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+/** Verified JWTs are remembered until they expire, so a hot caller costs one hash, not one signature check, per request. */
+const verifiedCacheLimit = 10_000
+
+function unauthenticated (detail: string): BrokerError {
+  return new BrokerError('CB_UNAUTHENTICATED', detail)
+}
+
+/**
+ * Callers authenticate with `Authorization: Bearer <credential>`, where the credential is an API key
+ * (compared as a SHA-256 hash, in constant time, against every configured hash) or a JWT such as a
+ * Kubernetes projected service account token (signature, issuer, audience, algorithm and lifetime checked).
+ */
+/**
+ * jose's remote key set refetches once its copy is older than cacheMaxAge and throws if that fails, even
+ * though the keys it had are still good. An issuer whose JWKS endpoint is down for a while would then
+ * lock out every JWT caller. This keeps verifying with the last key set fetched while a refetch fails
+ * (a key removed from the JWKS stops being trusted at the first successful refetch).
+ */
+function remoteKeySetKeepingLastGood (url: URL, options: Parameters<typeof createRemoteJWKSet>[1]): JWTVerifyGetKey {
+  // jose fills this object with { uat, jwks } after every successful fetch.
+  const cache: { uat?: number, jwks?: Parameters<typeof createLocalJWKSet>[0] } = {}
+  const remote = createRemoteJWKSet(url, { ...options, [jwksCache]: cache as JWKSCacheInput })
+  return async (header, token) => {
+    try {
+      return await remote(header, token)
+    } catch (err) {
+      const fetchFailed = !(err instanceof joseErrors.JOSEError) || keySetFailureCodes.has(err.code)
+      if (!fetchFailed || cache.jwks === undefined) throw err
+      return await createLocalJWKSet(cache.jwks)(header, token)
+    }
+  }
+}
+
+export function createAuthenticator ({ callers, callerJwt, log, jwks, remoteJwks = {} }: AuthenticatorDeps): Authenticator {
+  const keyCallers = callers.flatMap(caller => caller.api_key_sha256 === undefined ? [] : [{ caller, hash: Buffer.from(caller.api_key_sha256, 'hex') }])
+  const subjects = new Map(callers.flatMap(caller => caller.jwt_subject === undefined ? [] : [[caller.jwt_subject, caller] as const]))
+  const keySet: JWTVerifyGetKey | undefined = jwks ?? (callerJwt === undefined
+    ? undefined
+    : callerJwt.jwks_url !== undefined
+      ? remoteKeySetKeepingLastGood(new URL(callerJwt.jwks_url), {
+        timeoutDuration: remoteJwks.timeoutMs ?? 5000,
+        // The cooldown bounds how often tokens with made-up `kid`s can make us refetch the key set.
+        cooldownDuration: remoteJwks.cooldownMs ?? 30_000,
+        cacheMaxAge: remoteJwks.cacheMaxAgeMs ?? 10 * 60_000
+      })
+      : localKeySet(callerJwt.jwks_file as string))
+  const verified = new Map<string, { caller: Caller, expiresAt: number }>()
+  let lastKeySetWarningAt = Number.NEGATIVE_INFINITY
+
+  function byApiKey (presented: string): Caller | undefined {
+    const hash = createHash('sha256').update(presented).digest()
+    let found: Caller | undefined
+    // Every hash is compared, with no early exit, so timing says nothing about which caller matched.
+    for (const candidate of keyCallers) {
+      if (timingSafeEqual(hash, candidate.hash) && found === undefined) found = candidate.caller
+    }
+    return found
+  }
+
+  async function byJwt (token: string): Promise<Caller> {
+    if (callerJwt === undefined || keySet === undefined) throw unauthenticated('bearer credential not recognised')
+    const cacheKey = createHash('sha256').update(token).digest('base64')
+    const cached = verified.get(cacheKey)
+    if (cached !== undefined && cached.expiresAt > Date.now()) return cached.caller
+    let subject: string | undefined
+    let expiresAt: number
+    try {
+      const { payload } = await jwtVerify(token, keySet, {
+        issuer: callerJwt.issuer,
+        audience: callerJwt.audience,
+        algorithms: callerJwt.algorithms,
+        clockTolerance: callerJwt.clock_tolerance_seconds,
+        requiredClaims: ['exp', 'sub']
+      })
+      subject = payload.sub
+      expiresAt = (payload.exp as number) * 1000
+    } catch (err) {
+      // A key set that cannot be fetched (network, timeout, non-200, not JSON) is our problem, not the
+      // caller's: warn, and answer 503 so the caller retries instead of discarding a good token.
+      if (!(err instanceof joseErrors.JOSEError) || keySetFailureCodes.has(err.code)) {
+        const now = Date.now()
+        // Until the key set is back every JWT request fails the same way: one warning per interval.
+        const level = now - lastKeySetWarningAt >= keySetWarningIntervalMs ? 'warn' : 'debug'
+        if (level === 'warn') lastKeySetWarningAt = now
+        log[level]({ reason: err instanceof joseErrors.JOSEError ? err.code : 'ERR_JWKS_FETCH', err }, 'caller JWT not verifiable: key set unavailable')
+        throw new BrokerError('CB_CALLER_KEYS_UNAVAILABLE', 'the caller key set (JWKS) could not be fetched; retry shortly', { retryAfterSeconds: keySetRetryAfterSeconds, cause: err })
+      }
+      log.debug({ reason: err.code }, 'caller JWT rejected')
+      throw unauthenticated(`caller JWT rejected (${err.code})`)
+    }
+    const caller = subject === undefined ? undefined : subjects.get(subject)
+    if (caller === undefined) throw new BrokerError('CB_FORBIDDEN', 'the JWT subject is not a registered caller')
+    if (verified.size >= verifiedCacheLimit) verified.clear()
+    verified.set(cacheKey, { caller, expiresAt })
+    return caller
+  }
+
+  return {
+    async authenticate (authorization) {
+      if (authorization === undefined || authorization === '') throw unauthenticated('missing Authorization header (expected "Bearer <api key or JWT>")')
+      const match = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization)
+      if (match === null) throw unauthenticated('malformed Authorization header (expected "Bearer <api key or JWT>")')
+      const presented = match[1] as string
+      const caller = byApiKey(presented)
+      if (caller !== undefined) return caller
+      if (jwtShape.test(presented)) return await byJwt(presented)
+      throw unauthenticated('bearer credential not recognised')
+    }
+  }
+}
+
+/** A key set from caller_jwt.jwks_file, read once at start; an unreadable or invalid file is a config problem. */
+function localKeySet (file: string): JWTVerifyGetKey {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError([`caller_jwt.jwks_file: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'}); expected a JSON Web Key Set file`])
+  }
+  try {
+    return createLocalJWKSet(JSON.parse(text) as Parameters<typeof createLocalJWKSet>[0])
+  } catch {
+    throw new ConfigError([`caller_jwt.jwks_file: "${file}" is not a JSON Web Key Set (expected {"keys": [...]})`])
+  }
+}

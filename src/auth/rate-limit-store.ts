@@ -1,0 +1,139 @@
+import type { Redis } from 'ioredis'
+
+type IncrCallback = (error: Error | null, result?: { current: number, ttl: number }) => void
+
+/** What @fastify/rate-limit needs of a store (its `store` option is a constructor of these). */
+export interface RateLimitStore {
+  incr: (key: string, callback: IncrCallback) => void
+  child: () => RateLimitStore
+}
+
+export interface SharedCountStoreOptions {
+  redis: Redis
+  /** Key prefix, e.g. "<REDIS_KEY_PREFIX>:ratelimit:". */
+  namespace: string
+  /** The counting window (the limit is per window). */
+  windowMs: number
+  /** How often local counts are added to the shared ones. */
+  flushIntervalMs: number
+  now?: () => number
+}
+
+interface Counter {
+  readonly window: number
+  /** The shared count last read from Redis (every replica's requests, ours included). */
+  shared: number
+  /** Our requests not yet sent to Redis. */
+  pending: number
+  /** Our requests being sent to Redis right now. */
+  sending: number
+  /** The first request of the window on this replica reads the shared count; the others wait for it. */
+  joining: Promise<void> | undefined
+}
+
+/**
+ * A rate-limit store that counts across replicas in Redis without a Redis round trip per request (the
+ * design keeps the hot token path free of Redis; a round trip per request cost about a third of the
+ * throughput). Windows are fixed and aligned on the clock, so all replicas count into the same key,
+ * `<namespace><caller>:<window>`. The first request of a caller in a window adds itself to the shared
+ * count and reads it: one round trip per caller per window per replica. Later requests count locally,
+ * and every `flushIntervalMs` the local counts are added to Redis in one pipeline, which also reads the
+ * other replicas' counts back (off the request path).
+ *
+ * The price is a bounded overshoot: other replicas' requests are seen up to one flush late, so a caller
+ * may exceed the limit by about (replicas × its request rate × flushIntervalMs); a fixed window also
+ * allows up to twice the limit across a window boundary. For a limit meant to stop a runaway client,
+ * that is immaterial. When Redis is unreachable, each replica goes on counting what it knows, so an
+ * outage neither fails requests nor lifts the limit.
+ */
+export function createSharedCountStore ({ redis, namespace, windowMs, flushIntervalMs, now = Date.now }: SharedCountStoreOptions): { Store: new () => RateLimitStore, close: () => Promise<void> } {
+  const counters = new Map<string, Counter>()
+  let flushing: Promise<void> | undefined
+  let closed = false
+
+  const redisKey = (key: string, window: number): string => `${namespace}${key}:${window}`
+  // Kept a little past their window, for clock skew between replicas.
+  const keyTtlMs = 2 * windowMs
+  const total = (counter: Counter): number => counter.shared + counter.sending + counter.pending
+
+  /** INCRBY + PEXPIRE for each (key, window, amount); the new shared totals, or undefined where Redis failed. */
+  async function add (entries: Array<{ key: string, window: number, amount: number }>): Promise<Array<number | undefined>> {
+    const pipeline = redis.pipeline()
+    for (const { key, window, amount } of entries) pipeline.incrby(redisKey(key, window), amount).pexpire(redisKey(key, window), keyTtlMs)
+    const results = await pipeline.exec().catch(() => null)
+    return entries.map((_entry, index) => {
+      const [error, value] = results?.[index * 2] ?? [null, undefined]
+      return error === null && typeof value === 'number' ? value : undefined
+    })
+  }
+
+  async function flush (): Promise<void> {
+    const current = Math.floor(now() / windowMs)
+    for (const [key, counter] of counters) {
+      if (counter.window < current && counter.pending === 0 && counter.sending === 0 && counter.joining === undefined) counters.delete(key)
+    }
+    // Counts of the current window are read back even without requests of ours to add (INCRBY 0), so a
+    // replica that was idle does not answer its next request from a count that is minutes old.
+    const batch = [...counters.entries()].filter(([, counter]) => counter.joining === undefined && (counter.pending > 0 || counter.window === current))
+    if (batch.length === 0) return
+    for (const [, counter] of batch) {
+      counter.sending = counter.pending
+      counter.pending = 0
+    }
+    const totals = await add(batch.map(([key, counter]) => ({ key, window: counter.window, amount: counter.sending })))
+    batch.forEach(([, counter], index) => {
+      const shared = totals[index]
+      // Sent or not, our own requests stay counted here.
+      counter.shared = shared === undefined ? counter.shared + counter.sending : Math.max(shared, counter.shared + counter.sending)
+      counter.sending = 0
+    })
+  }
+
+  const timer = setInterval(() => {
+    if (flushing !== undefined) return
+    flushing = flush().finally(() => { flushing = undefined })
+  }, flushIntervalMs)
+  timer.unref()
+
+  async function join (key: string, counter: Counter): Promise<void> {
+    const [shared] = await add([{ key, window: counter.window, amount: 1 }])
+    counter.shared = shared === undefined ? counter.shared + 1 : Math.max(shared, counter.shared + 1)
+  }
+
+  class SharedCountStore implements RateLimitStore {
+    incr (key: string, callback: IncrCallback): void {
+      const at = now()
+      const window = Math.floor(at / windowMs)
+      const ttl = (): number => Math.max(1, (window + 1) * windowMs - now())
+      const counter = counters.get(key)
+      if (counter === undefined || counter.window < window) {
+        const fresh: Counter = { window, shared: 0, pending: 0, sending: 0, joining: undefined }
+        counters.set(key, fresh)
+        fresh.joining = join(key, fresh).finally(() => { fresh.joining = undefined })
+        void fresh.joining.then(() => { callback(null, { current: total(fresh), ttl: ttl() }) })
+        return
+      }
+      const count = (): void => {
+        counter.pending += 1
+        callback(null, { current: total(counter), ttl: ttl() })
+      }
+      if (counter.joining === undefined) count()
+      else void counter.joining.then(count)
+    }
+
+    child (): RateLimitStore {
+      return this
+    }
+  }
+
+  return {
+    Store: SharedCountStore,
+    close: async () => {
+      if (closed) return
+      closed = true
+      clearInterval(timer)
+      await flushing
+      await flush()
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import { z } from 'zod'
+import { errorTable, type ErrorCode } from '../errors.js'
+
+/** RFC 9457 problem document, as every error of the API is answered. */
+export const ProblemSchema = z.looseObject({
+  type: z.string(),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  code: z.enum(Object.keys(errorTable) as [ErrorCode, ...ErrorCode[]]),
+  instance: z.string(),
+  request_id: z.string(),
+  retry_after: z.number().int().optional(),
+  errors: z.array(z.object({ path: z.string(), message: z.string() })).optional()
+}).meta({ id: 'Problem', description: 'application/problem+json (RFC 9457) with a stable `code`' })
+
+export const problemMediaType = 'application/problem+json'
+
+/** A problem response as OpenAPI sees it: its media type, and which codes this status carries. */
+export interface ProblemResponse {
+  description: string
+  content: { [problemMediaType]: { schema: typeof ProblemSchema } }
+}
+
+function problemDescription (status: number): string {
+  const entries = Object.entries(errorTable).filter(([, entry]) => entry.status === status)
+  const codes = entries.map(([code, entry]) => `\`${code}\` (${entry.title})`).join('; ')
+  const retry = status === 429 || status === 503 ? ' A `Retry-After` header says when to try again.' : ''
+  return `Problem: ${codes}.${retry}`
+}
+
+/**
+ * Response map entries for the error statuses a route can answer, as application/problem+json. Fastify
+ * picks the serializer by the reply's media type, which the problem handler sets (src/problem.ts).
+ */
+export function problems (...statuses: number[]): Record<number, ProblemResponse> {
+  return Object.fromEntries(statuses.map(status => [status, { description: problemDescription(status), content: { [problemMediaType]: { schema: ProblemSchema } } }]))
+}
+
+export const CredentialIdParams = z.object({
+  id: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9._-]*$/, 'expected a credential id (a-z 0-9 . _ -)')
+})
+
+export const TokenSchema = z.object({
+  access_token: z.string(),
+  token_type: z.string(),
+  expires_at: z.iso.datetime(),
+  expires_in: z.number().int().describe('seconds left at the time of the answer'),
+  scope: z.string().optional()
+}).meta({ id: 'Token' })
+
+export const CredentialStatusSchema = z.object({
+  id: z.string(),
+  provider: z.enum(['kivra', 'kigo', 'klavi', 'sir-giving', 'oauth2']),
+  environment: z.enum(['sandbox', 'production']),
+  kind: z.enum(['token', 'signing']),
+  state: z.enum(['unknown', 'fresh', 'refreshing', 'stale', 'failing', 'static']),
+  expires_at: z.iso.datetime().optional(),
+  obtained_at: z.iso.datetime().optional(),
+  next_refresh_at: z.iso.datetime().optional(),
+  secret_version: z.number().int().optional(),
+  consecutive_failures: z.number().int(),
+  last_error: z.object({ kind: z.string(), provider_code: z.string().optional(), at: z.iso.datetime() }).optional()
+}).meta({ id: 'CredentialStatus' })

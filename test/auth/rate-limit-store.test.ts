@@ -1,0 +1,96 @@
+import { Redis } from 'ioredis'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { createSharedCountStore, type RateLimitStore } from '../../src/auth/rate-limit-store.js'
+import { freePort } from '../support/ports.js'
+import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
+
+const windowMs = 60_000
+const flushIntervalMs = 50
+
+describe('shared-count rate-limit store (real Redis)', () => {
+  let namespace: string
+  let clock: number
+  const opened: Array<{ redis: Redis, close: () => Promise<void> }> = []
+
+  beforeEach(() => {
+    namespace = `${uniquePrefix('rl')}:ratelimit:`
+    // Mid-window, so nothing straddles an edge unless a test moves the clock there.
+    clock = Math.floor(1_700_000_000_000 / windowMs) * windowMs + 10_000
+  })
+  afterEach(async () => {
+    for (const { redis, close } of opened.splice(0)) {
+      await close()
+      redis.disconnect()
+    }
+    await deleteKeys(testRedisUrl(), namespace.split(':')[0] as string)
+  })
+
+  function replica (url = testRedisUrl()): RateLimitStore {
+    const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500, lazyConnect: false, retryStrategy: () => null })
+    redis.on('error', () => {})
+    const { Store, close } = createSharedCountStore({ redis, namespace, windowMs, flushIntervalMs, now: () => clock })
+    opened.push({ redis, close })
+    return new Store()
+  }
+  const incr = async (store: RateLimitStore, key: string): Promise<{ current: number, ttl: number }> => await new Promise((resolve, reject) => {
+    store.incr(key, (err, result) => { if (err !== null || result === undefined) reject(err ?? new Error('no result')); else resolve(result) })
+  })
+  const flushed = async (): Promise<void> => { await new Promise(resolve => setTimeout(resolve, flushIntervalMs * 4)) }
+  const ready = async (): Promise<void> => {
+    await Promise.all(opened.map(async ({ redis }) => { if (redis.status !== 'ready') await new Promise(resolve => redis.once('ready', resolve)) }))
+  }
+
+  it('counts every request of a replica exactly, including a concurrent burst', async () => {
+    const store = replica()
+    await ready()
+    const results = await Promise.all(Array.from({ length: 25 }, async () => await incr(store, 'billing')))
+    expect(results.map(result => result.current).sort((a, b) => a - b)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1))
+    expect(results.every(result => result.ttl === 50_000)).toBe(true)
+  })
+
+  it('shares counts between replicas through Redis, at the latest one flush later', async () => {
+    const [a, b] = [replica(), replica()]
+    await ready()
+    for (let i = 0; i < 5; i++) await incr(a, 'billing')
+    await flushed()
+    // b's first request of the window reads the shared count: a's five, plus itself.
+    expect((await incr(b, 'billing')).current).toBe(6)
+    await incr(b, 'billing')
+    await flushed()
+    expect((await incr(a, 'billing')).current).toBe(8)
+    await flushed()
+    const redis = new Redis(testRedisUrl())
+    try {
+      expect(Number(await redis.get(`${namespace}billing:${Math.floor(clock / windowMs)}`))).toBe(8)
+    } finally {
+      redis.disconnect()
+    }
+  })
+
+  it('keeps callers apart', async () => {
+    const store = replica()
+    await ready()
+    await incr(store, 'billing')
+    await incr(store, 'billing')
+    expect((await incr(store, 'mailer')).current).toBe(1)
+  })
+
+  it('starts a new count in a new window', async () => {
+    const store = replica()
+    await ready()
+    for (let i = 0; i < 3; i++) await incr(store, 'billing')
+    clock += windowMs
+    const result = await incr(store, 'billing')
+    expect(result.current).toBe(1)
+    expect(result.ttl).toBe(50_000)
+  })
+
+  it('goes on counting on its own when Redis is unreachable', async () => {
+    const store = replica(`redis://127.0.0.1:${await freePort()}`)
+    const results: number[] = []
+    for (let i = 0; i < 4; i++) results.push((await incr(store, 'billing')).current)
+    await flushed()
+    results.push((await incr(store, 'billing')).current)
+    expect(results).toEqual([1, 2, 3, 4, 5])
+  })
+})
