@@ -1,0 +1,30 @@
+/**
+ * `npm run bench`: every benchmark in turn, each writing bench/results/<name>.json, then a summary.
+ * Not part of `npm test`: benchmarks measure, they do not assert (shared machines are noisy).
+ * Run one: `npm run bench -- amplification`.
+ */
+import { writeFileSync } from 'node:fs'
+import { runAmplification } from './amplification.js'
+import { runScale } from './scale.js'
+import { runThroughput } from './throughput.js'
+
+const benches: Record<string, () => Promise<object>> = {
+  // scale first: it reads this process's own memory, which the other benches' load generators would inflate.
+  scale: async () => await runScale(),
+  throughput: async () => await runThroughput(),
+  amplification: async () => await runAmplification()
+}
+
+const selected = process.argv.slice(2).filter(arg => !arg.startsWith('-'))
+const names = selected.length > 0 ? selected : Object.keys(benches)
+const summary: Record<string, object> = {}
+for (const name of names) {
+  const bench = benches[name]
+  if (bench === undefined) throw new Error(`unknown bench "${name}"; known: ${Object.keys(benches).join(', ')}`)
+  console.log(`bench ${name}: running`)
+  const result = await bench()
+  writeFileSync(new URL(`results/${name}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
+  summary[name] = result
+  console.log(JSON.stringify(result, null, 2))
+}
+writeFileSync(new URL('results/summary.json', import.meta.url), `${JSON.stringify({ at: new Date().toISOString(), node: process.version, results: summary }, null, 2)}\n`)

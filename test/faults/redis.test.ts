@@ -1,0 +1,94 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
+import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { hasRedisServerBinary, spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
+import { describeProblems, faultEnv, firstFreshAnswer, judge, readiness, reportRecovery, startLoad, waitFor } from './harness.js'
+
+const lifetimeSeconds = 5
+
+// This test kills and restarts Redis, so it needs its own redis-server, never the run's shared one.
+describe.runIf(hasRedisServerBinary())('fault: Redis is killed (SIGKILL) and restarted under load', () => {
+  let redis: SpawnedRedis | undefined
+  let kivra: KivraStandIn | undefined
+  let cluster: BrokerCluster | undefined
+  afterEach(async () => {
+    await cluster?.close().catch(() => {})
+    await kivra?.close()
+    await redis?.stop()
+  })
+
+  it('keeps serving valid tokens from memory, refreshes without Redis, and shares grants again after the restart', async () => {
+    redis = await spawnRedisServer()
+    kivra = await startKivraStandIn({ lifetimeSeconds })
+    cluster = await startBrokerCluster({
+      replicas: 2,
+      redisUrl: redis.url,
+      credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: 1000, refresh: { ratio: 0.75, margin_seconds: 0, jitter_ratio: 0.05 } }],
+      secrets: { 'secret/kivra': { ...kivra.secret } },
+      env: faultEnv
+    })
+    const standIn = kivra
+    const server = redis
+    const processes = cluster.processes
+    const load = startLoad(processes, 'kivra', { maxDurationMs: 90_000 })
+    await waitFor(() => load.answers.some(answer => answer.status === 200), { timeoutMs: 10_000, what: 'a first token' })
+    await new Promise(resolve => setTimeout(resolve, 1000))
+
+    await server.kill()
+    const killedAt = Date.now()
+    const mintsAtKill = standIn.mints
+    // Longer than a token lives: refreshes must go on without the store.
+    const readinessDuringOutage = new Set<string>()
+    await waitFor(async () => {
+      for (const process of processes) readinessDuringOutage.add(await readiness(process))
+      return Date.now() - killedAt >= 7000
+    }, { timeoutMs: 15_000, everyMs: 500, what: 'the outage to last 7 s' })
+    const mintsDuringOutage = standIn.mints - mintsAtKill
+    await server.restart()
+    const restartedAt = Date.now()
+
+    // Recovery: every process says ready again and hands out a token minted after the restart.
+    await waitFor(async () => (await Promise.all(processes.map(readiness))).every(status => status === 'ready'), { timeoutMs: 30_000, everyMs: 200, what: 'every process ready again' })
+    const readyAt = Date.now()
+    await waitFor(() => processes.every((_, index) => firstFreshAnswer(load.answers, standIn, restartedAt, index) !== undefined), { timeoutMs: 30_000, what: 'fresh tokens from every process' })
+    const freshAt = Date.now()
+    // Shared again: over the next two refresh cycles the processes mint once per cycle between them.
+    const mintsAfterRecovery = standIn.requests.length
+    await new Promise(resolve => setTimeout(resolve, 2 * lifetimeSeconds * 1000))
+    const answers = await load.stop()
+    const mintTimes = standIn.requests.slice(mintsAfterRecovery).filter(request => request.endpoint === 'mint').map(request => request.at)
+
+    const verdict = judge(answers, standIn)
+    const first = firstFreshAnswer(answers, standIn, restartedAt) as NonNullable<ReturnType<typeof firstFreshAnswer>>
+    reportRecovery({
+      fault: 'redis-kill-restart',
+      recoveryMs: readyAt - restartedAt,
+      measuredAs: 'redis-server restarted → every process reports ready',
+      requests: verdict.total,
+      ok: verdict.ok,
+      unavailable503: verdict.unavailable,
+      mints: standIn.mints,
+      details: {
+        outageMs: restartedAt - killedAt,
+        lifetimeSeconds,
+        mintsDuringOutage,
+        readinessDuringOutage: [...readinessDuringOutage],
+        firstFreshAnswerAfterRestartMs: first.receivedAt - restartedAt,
+        allProcessesFreshAfterRestartMs: freshAt - restartedAt,
+        mintGapsAfterRecoveryMs: mintTimes.slice(1).map((at, i) => at - (mintTimes[i] as number))
+      }
+    })
+
+    expect(mintsDuringOutage, 'refreshes went on while Redis was down').toBeGreaterThan(0)
+    expect(readinessDuringOutage.has('degraded'), 'readiness said degraded during the outage').toBe(true)
+    expect(describeProblems(verdict)).toBe('')
+    expect(verdict.badErrors).toEqual([])
+    expect(verdict.expired).toEqual([])
+    expect(verdict.belowMinTtl).toEqual([])
+    expect(verdict.overstated.map(answer => answer.overstatedMs)).toEqual([])
+    expect(mintTimes.length, 'refreshes go on after recovery').toBeGreaterThanOrEqual(2)
+    // One mint per cycle across both processes: two mints of one cycle would be milliseconds apart.
+    for (let i = 1; i < mintTimes.length; i++) expect((mintTimes[i] as number) - (mintTimes[i - 1] as number)).toBeGreaterThan(0.25 * lifetimeSeconds * 1000)
+    expect(processes.every(process => process.child.exitCode === null)).toBe(true)
+  }, 90_000)
+})
