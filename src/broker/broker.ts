@@ -10,6 +10,7 @@ import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from './
 import { systemClock, type Clock } from './clock.js'
 import { createLimiter } from './limiter.js'
 import { createTimerHeap } from './timer-heap.js'
+import { createRefreshPacer, type PacerOptions } from './pacer.js'
 import type { Broker, BrokerHealth, CredentialStatus, IssuedToken, TokenSource } from './types.js'
 
 /** What the broker needs of the secret layer (src/secrets/secret-manager.ts). */
@@ -54,6 +55,8 @@ export interface BrokerOptions {
   rejectionRefreshIntervalMs?: number
   /** Tolerance for webhook timestamps. */
   webhookToleranceSeconds?: number
+  /** Spreading of proactive refreshes (see pacer.ts); false runs each one at its planned time. */
+  pacing?: PacerOptions | false
   random?: () => number
 }
 
@@ -99,6 +102,8 @@ interface RefreshIntent {
   reason: RefreshReason
   /** on_demand: the caller needs a grant valid until at least this time. */
   neededUntil?: number
+  /** proactive: the grant (its obtainedAt) whose refresh the pacer moved earlier than planned. */
+  pacedFor?: number
   rejectedToken?: string
   secretVersion?: number
   requestedAt?: number
@@ -172,6 +177,15 @@ export function plannedRefreshAt (grant: Grant, policy: CredentialConfig['refres
   return Math.max(clamped, grant.obtainedAt + minRefreshIntervalMs)
 }
 
+/**
+ * The earliest moment a proactive refresh of a grant may run: the lower clamp of plannedRefreshAt. The
+ * pacer moves refreshes no earlier than this.
+ */
+export function earliestRefreshAt (grant: Grant): number {
+  const lifetime = Math.max(0, grant.expiresAt - grant.obtainedAt)
+  return grant.obtainedAt + Math.max(0.5 * lifetime, minRefreshIntervalMs)
+}
+
 /** Intents with a caller waiting on the answer: bounded by waitTimeoutMs, not by the lease. */
 function isCallerWaiting (intent: RefreshIntent): boolean {
   return intent.reason === 'on_demand' || intent.reason === 'rejected'
@@ -224,7 +238,25 @@ export function createBroker (deps: BrokerDeps): Broker {
     entriesByKey.set(entry.key, entry)
   }
 
-  const timers = createTimerHeap({ clock, onDue: id => { proactive(id) } })
+  const pacer = options.pacing === false ? undefined : createRefreshPacer(options.pacing)
+  const timers = createTimerHeap({ clock, onDue: id => { pacer?.release(id); proactive(id) } })
+
+  /** Schedules the proactive refresh of the held grant, at its planned time or earlier where the pacer finds room. */
+  function scheduleRefresh (entry: Entry): void {
+    const grant = entry.local
+    if (grant === undefined || pacer === undefined) {
+      timers.schedule(entry.credential.id, entry.plannedAt)
+      return
+    }
+    const at = pacer.book(entry.credential.id, { now: clock.now(), earliestAt: earliestRefreshAt(grant), plannedAt: entry.plannedAt, intervalMs: entry.plannedAt - grant.obtainedAt })
+    timers.schedule(entry.credential.id, at)
+  }
+
+  /** Schedules a refresh for another reason (a retry, a start); it takes no paced slot. */
+  function scheduleAt (entry: Entry, at: number): void {
+    pacer?.release(entry.credential.id)
+    timers.schedule(entry.credential.id, at)
+  }
 
   const unsubscribeGrants = store.onGrant(key => {
     const entry = entriesByKey.get(key)
@@ -320,7 +352,7 @@ export function createBroker (deps: BrokerDeps): Broker {
     entry.fence = fence ?? entry.fence
     if (grant.secretVersion !== undefined) entry.secretVersion = grant.secretVersion
     entry.plannedAt = plannedRefreshAt(grant, entry.credential.refresh, entry.key)
-    if (!closing && entry.consecutiveFailures === 0) timers.schedule(entry.credential.id, entry.plannedAt)
+    if (!closing && entry.consecutiveFailures === 0) scheduleRefresh(entry)
   }
 
   function needsRefresh (entry: Entry, stored: Grant | undefined, intent: RefreshIntent): boolean {
@@ -334,7 +366,11 @@ export function createBroker (deps: BrokerDeps): Broker {
         const lifetime = stored.expiresAt - stored.obtainedAt
         return now - stored.obtainedAt >= Math.min(minGrantAgeCapMs, minGrantAgeFraction * lifetime)
       }
-      case 'proactive': return now >= plannedRefreshAt(stored, entry.credential.refresh, entry.key)
+      case 'proactive':
+        if (now >= plannedRefreshAt(stored, entry.credential.refresh, entry.key)) return true
+        // Moved earlier by the pacer: due if it is still the grant that was paced (not one another replica
+        // has just written) and its refresh window has opened.
+        return intent.pacedFor === stored.obtainedAt && now >= earliestRefreshAt(stored)
       case 'rejected': return intent.rejectedToken !== undefined && sameToken(stored.accessToken, intent.rejectedToken)
       case 'rotation': return (stored.secretVersion ?? 0) < (intent.secretVersion ?? 0)
       case 'forced': return stored.obtainedAt < (intent.requestedAt ?? now)
@@ -615,7 +651,7 @@ export function createBroker (deps: BrokerDeps): Broker {
     }
     const run = runRefresh(tokenEntryRef, intent, deadline).then(grant => {
       clearFailures(entry)
-      if (!closing) timers.schedule(entry.credential.id, entry.plannedAt)
+      if (!closing) scheduleRefresh(entry)
       return grant
     }, (err: unknown) => {
       if (!(err instanceof BrokerError && (err.code === 'CB_REFRESH_TIMEOUT' || err.code === 'CB_NOT_READY'))) {
@@ -638,7 +674,7 @@ export function createBroker (deps: BrokerDeps): Broker {
     track(limit(async () => {
       if (closing) return
       try {
-        await refresh(entry, { reason: 'proactive' })
+        await refresh(entry, { reason: 'proactive', pacedFor: entry.local?.obtainedAt })
       } catch (err) {
         if (closing) return
         // Permanent errors wait for a rotation (or an operator) rather than hammering the provider;
@@ -646,7 +682,7 @@ export function createBroker (deps: BrokerDeps): Broker {
         const retryIn = entry.permanent !== undefined
           ? 10 * 60_000
           : backoffDelayMs(Math.max(1, entry.consecutiveFailures), err instanceof ProviderError ? err.retryAfterMs : undefined, backoff, random)
-        timers.schedule(entry.credential.id, clock.now() + retryIn)
+        scheduleAt(entry, clock.now() + retryIn)
       }
     }))
   }
@@ -840,7 +876,7 @@ export function createBroker (deps: BrokerDeps): Broker {
         if (entry.adapter.kind !== 'token') return
         const stored = await readStore(entry)
         if (stored === undefined || stored.grant.expiresAt <= clock.now()) {
-          timers.schedule(entry.credential.id, clock.now())
+          scheduleAt(entry, clock.now())
           return
         }
         adopt(entry, stored.grant, stored.fence)

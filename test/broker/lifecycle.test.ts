@@ -81,6 +81,39 @@ describe('proactive refresh on a fake clock', () => {
   })
 })
 
+describe('paced proactive refresh', () => {
+  it('30 credentials minted together and planned for the same second are refreshed one second apart, earlier, never later', async () => {
+    const clock = new FakeClock()
+    standIn = await startKivraStandIn({ now: clock.now, lifetimeSeconds: 600 })
+    // Planned at 90 % of 600 s with no jitter: all 30 in the same second, 540 s after the cold start.
+    const refresh = { ratio: 0.9, margin_seconds: 0, jitter_ratio: 0 }
+    world = await createBrokerWorld({
+      credentials: Array.from({ length: 30 }, (_, i) => ({ id: `c${i}`, provider: 'kivra' as const, secret: 'secret/kivra', base_url: standIn!.url, refresh })),
+      secrets: { 'secret/kivra': { ...(standIn as ProviderStandIn & { secret: Record<string, string> }).secret } },
+      clock
+    })
+    clock.advance(0)
+    await settle(world)
+    const coldStart = clock.now()
+    expect(issuances(standIn)).toHaveLength(30)
+    while ((clock.nextTimerAt() ?? Infinity) < coldStart + 600_000 && issuances(standIn).length < 60) {
+      clock.advanceTo(clock.nextTimerAt() as number)
+      await settle(world)
+    }
+    const refreshes = issuances(standIn).slice(30)
+    expect(refreshes).toHaveLength(30)
+    const seconds = refreshes.map(at => Math.floor((at - coldStart) / 1000))
+    expect(new Set(seconds).size).toBe(30) // one per second: the room at 30 / 540 s per second is 1
+    expect(Math.max(...seconds)).toBeLessThanOrEqual(540) // never after the planned time
+    expect(Math.min(...seconds)).toBeGreaterThanOrEqual(300) // never before half the lifetime
+    expect(world.refreshes.filter(event => event.result !== 'success')).toEqual([])
+    for (let i = 0; i < 30; i++) {
+      const { grant } = await world.replicas[0]!.broker.getToken(`c${i}`, 60)
+      expect(grant.obtainedAt).toBeGreaterThan(coldStart)
+    }
+  })
+})
+
 describe('one mint per cycle across replicas', () => {
   it('three replicas: 500 concurrent calls at cold start → 1 mint; 10 refresh cycles → 10 mints', async () => {
     const clock = new FakeClock()

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { backoffDelayMs } from '../../src/broker/backoff.js'
-import { plannedRefreshAt } from '../../src/broker/broker.js'
+import { earliestRefreshAt, plannedRefreshAt } from '../../src/broker/broker.js'
+import { createRefreshPacer } from '../../src/broker/pacer.js'
 import { createCircuitBreaker } from '../../src/broker/circuit-breaker.js'
 import { createLimiter } from '../../src/broker/limiter.js'
 import { createTimerHeap } from '../../src/broker/timer-heap.js'
@@ -40,6 +41,54 @@ describe('plannedRefreshAt', () => {
     const average = 10_000 / window
     expect(window).toBeGreaterThanOrEqual(170) // ±5 % of 1800 s
     expect(Math.max(...perSecond.values())).toBeLessThanOrEqual(2 * average)
+  })
+})
+
+describe('refresh pacer', () => {
+  const lifetimes = [1800, 3600, 7200, 14_400, 28_800]
+
+  it('levels a cold start of 10,000 credentials: no second over its room, none later than planned or earlier than allowed', () => {
+    const pacer = createRefreshPacer({ headroom: 1.5 })
+    const perSecond = new Map<number, number>()
+    const bookings: Array<{ at: number, earliestAt: number, plannedAt: number }> = []
+    for (let i = 0; i < 10_000; i++) {
+      const grant = grantOf(Math.floor(i / 2000) * 1000 + (i % 7), lifetimes[i % lifetimes.length] as number) // all minted in 5 s
+      const plannedAt = plannedRefreshAt(grant, policy, `credential-${i}`)
+      const earliestAt = earliestRefreshAt(grant)
+      const at = pacer.book(`credential-${i}`, { now: 6000, earliestAt, plannedAt, intervalMs: plannedAt - grant.obtainedAt })
+      bookings.push({ at, earliestAt, plannedAt })
+      perSecond.set(Math.floor(at / 1000), (perSecond.get(Math.floor(at / 1000)) ?? 0) + 1)
+    }
+    for (const { at, earliestAt, plannedAt } of bookings) {
+      expect(at).toBeLessThanOrEqual(plannedAt)
+      expect(at).toBeGreaterThanOrEqual(earliestAt)
+    }
+    // The long-run rate: Σ 1 / interval ≈ 2,000 × (1/1350 + 1/2700 + 1/5400 + 1/10800 + 1/21600) ≈ 2.8/s.
+    const room = pacer.perSecond()
+    expect(room).toBeGreaterThanOrEqual(4)
+    expect(room).toBeLessThanOrEqual(5)
+    expect(Math.max(...perSecond.values())).toBeLessThanOrEqual(room)
+    // Unpaced, the same plans put up to a dozen refreshes into one second (the 30 min wave: 2,000 in ±90 s).
+    const unpaced = new Map<number, number>()
+    for (const { plannedAt } of bookings) unpaced.set(Math.floor(plannedAt / 1000), (unpaced.get(Math.floor(plannedAt / 1000)) ?? 0) + 1)
+    expect(Math.max(...unpaced.values())).toBeGreaterThan(2 * room)
+  })
+
+  it('keeps the planned time when there is room, and never delays a refresh when there is none', () => {
+    const pacer = createRefreshPacer({ headroom: 1 })
+    // Each of these refreshes every 100 s: the rate of three is 0.03/s, room 1 per second.
+    const book = (id: string, plannedAt: number, earliestAt = 50_000): number => pacer.book(id, { now: 0, earliestAt, plannedAt, intervalMs: 100_000 })
+    expect(book('a', 100_250)).toBe(100_250)
+    expect(book('b', 100_500)).toBe(99_500) // second 100 is taken: the one before, same offset
+    expect(book('c', 100_900, 100_000)).toBe(100_900) // no free second in its window: planned time, over the room
+    pacer.release('b')
+    expect(book('d', 100_700)).toBe(99_700) // b's second is free again
+    expect(book('d', 100_700)).toBe(99_700) // re-booking replaces the booking, it does not add to it
+  })
+
+  it('runs a grant that is already due at once', () => {
+    const pacer = createRefreshPacer()
+    expect(pacer.book('a', { now: 5000, earliestAt: 1000, plannedAt: 4000, intervalMs: 4000 })).toBe(4000)
   })
 })
 
