@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import type { Logger } from 'pino'
 import type { CredentialConfig, ProviderKind } from '../config.js'
 import { BrokerError } from '../errors.js'
@@ -208,6 +209,9 @@ export function createBroker (deps: BrokerDeps): Broker {
   const backoff = options.backoff ?? defaultBackoff
   const limit = createLimiter(options.maxConcurrentRefreshes ?? 16)
   const shutdown = new AbortController()
+  // Every mint in flight listens for shutdown (up to maxConcurrentRefreshes plus callers' on-demand mints):
+  // more than Node's default of 10 is expected, not a leak, and must not print a warning at a cold start.
+  setMaxListeners(0, shutdown.signal)
   const entries = new Map<string, Entry>()
   const entriesByKey = new Map<string, Entry>()
   const breakers = new Map<string, CircuitBreaker>()

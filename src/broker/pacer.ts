@@ -1,17 +1,22 @@
 /**
  * Spreads proactive refreshes over time. Each grant has a planned refresh time and an earliest one (the
  * engine's lower clamp, 50 % of its lifetime); refreshing anywhere in between is safe, refreshing later
- * is not. The pacer books every refresh into the latest whole second at or before its planned time that
- * still has room, never earlier than its earliest time; only when every second of that window is full
- * does it keep the planned time (a refresh is never delayed to smooth the load).
+ * is not. The pacer books each refresh into the least-booked whole second of that window (the latest of
+ * them when several tie, so a refresh moves no earlier than it has to), looking back at most
+ * `maxAdvanceMs` from the planned time. A refresh is never moved later.
  *
  * Why: replicas that start together mint every credential within seconds, and each lifetime's grants then
- * come due together again, cycle after cycle (jitter widens a wave to ±5 % of the lifetime, no more). A
- * provider sees those waves as bursts; the pacer levels them into a steady rate a little above the
- * long-run average, pulling a wave's refreshes forward into the quiet seconds before it.
+ * come due together again, cycle after cycle (jitter widens a wave to ±5 % of the lifetime, no more), and
+ * the waves of different lifetimes pile up where they meet. A provider sees those waves as bursts. Filling
+ * the emptiest second first levels them into a rate close to the long-run average.
  *
- * The room per second is `headroom` × the long-run rate of all grants booked so far (Σ 1 / refresh
- * interval), at least one. Every replica holds every grant, so each one computes the cluster's rate.
+ * Why the least-booked second and not simply the latest second below some cap: bookings arrive in the
+ * order grants are minted, not in the order they fall due. Grants booked early (long lifetimes, booked
+ * hours ahead) would take every late second of a busy stretch, leaving the grants booked after them
+ * nowhere to go but over the cap. Filling the emptiest second spreads the early ones out instead.
+ *
+ * Every replica holds every grant and books it on its own; the replicas' bookings are close but not
+ * identical, and the lease still lets only one replica mint.
  */
 export interface RefreshPacer {
   /**
@@ -21,24 +26,22 @@ export interface RefreshPacer {
   book: (id: string, booking: { now: number, earliestAt: number, plannedAt: number, intervalMs: number }) => number
   /** Forgets the booking of `id` (it ran, or is scheduled for another reason). */
   release: (id: string) => void
-  /** Refreshes allowed per second right now. */
-  perSecond: () => number
+  /** The long-run refresh rate of everything booked, per second: Σ 1 / refresh interval. */
+  averageRate: () => number
 }
 
 export interface PacerOptions {
-  /** Room per second as a multiple of the long-run refresh rate; default 1.5. */
-  headroom?: number
+  /** How much earlier than planned a refresh may be moved, at most; default 30 min. Bounds lost token life and the cost of a booking. */
+  maxAdvanceMs?: number
 }
 
 export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
-  const headroom = options.headroom ?? 1.5
+  const maxAdvanceSeconds = Math.floor((options.maxAdvanceMs ?? 30 * 60_000) / 1000)
   /** Bookings per whole second (epoch seconds). Only seconds with bookings are kept. */
   const booked = new Map<number, number>()
   const bookingOf = new Map<string, number>()
   const rateOf = new Map<string, number>()
   let rate = 0
-
-  const perSecond = (): number => Math.max(1, Math.ceil(headroom * rate))
 
   function release (id: string): void {
     const second = bookingOf.get(id)
@@ -57,30 +60,29 @@ export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
   return {
     book (id, { now, earliestAt, plannedAt, intervalMs }) {
       release(id)
-      const previousRate = rateOf.get(id) ?? 0
       const idRate = intervalMs > 0 ? 1000 / intervalMs : 0
+      rate += idRate - (rateOf.get(id) ?? 0)
       rateOf.set(id, idRate)
-      rate += idRate - previousRate
       // Already due: run now, and count it against this second.
       if (plannedAt <= now) {
         take(id, Math.floor(now / 1000))
         return plannedAt
       }
-      const room = perSecond()
       const plannedSecond = Math.floor(plannedAt / 1000)
       // The earliest whole second that lies entirely in the allowed window (and is not in the past).
-      const lowest = Math.ceil(Math.max(earliestAt, now) / 1000)
-      for (let second = plannedSecond; second >= lowest; second--) {
-        if ((booked.get(second) ?? 0) >= room) continue
-        take(id, second)
-        // The same offset into the chosen second as into the planned one: refreshes booked into one
-        // second do not all start at its first millisecond.
-        return second === plannedSecond ? plannedAt : second * 1000 + (plannedAt - plannedSecond * 1000)
+      const lowest = Math.max(Math.ceil(Math.max(earliestAt, now) / 1000), plannedSecond - maxAdvanceSeconds)
+      let chosen = plannedSecond
+      let least = booked.get(plannedSecond) ?? 0
+      for (let second = plannedSecond - 1; second >= lowest && least > 0; second--) {
+        const load = booked.get(second) ?? 0
+        if (load < least) { chosen = second; least = load }
       }
-      take(id, plannedSecond)
-      return plannedAt
+      take(id, chosen)
+      // The same offset into the chosen second as into the planned one: refreshes booked into one second
+      // do not all start at its first millisecond.
+      return chosen === plannedSecond ? plannedAt : chosen * 1000 + (plannedAt - plannedSecond * 1000)
     },
     release,
-    perSecond
+    averageRate: () => rate
   }
 }

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { grantKey } from '../../src/broker/broker.js'
 import { CredentialSchema, type RefreshPolicy } from '../../src/config.js'
 import { BrokerError } from '../../src/errors.js'
@@ -100,6 +100,25 @@ describe('edge cases of the refresh engine', () => {
     expect(answer.grant.accessToken).not.toBe('old-token')
     expect(kivra.isTokenValid(answer.grant.accessToken)).toBe(true)
     expect(kivra.mints).toBe(1)
+  })
+
+  it('a cold start of more than ten concurrent mints prints no listener-leak warning', async () => {
+    kivra = await startKivraStandIn()
+    kivra.setFault({ kind: 'latency', ms: 200 }, { times: 12 }) // so the 12 warm-up mints overlap
+    const warnings: string[] = []
+    const onWarning = (warning: Error): void => { warnings.push(warning.name) }
+    process.on('warning', onWarning)
+    try {
+      world = await createBrokerWorld({
+        credentials: Array.from({ length: 12 }, (_, i) => ({ id: `k${i}`, provider: 'kivra' as const, secret: 'secret/kivra', base_url: kivra!.url })),
+        secrets: { 'secret/kivra': { ...kivra.secret } }
+      })
+      await vi.waitFor(() => { expect(kivra!.mints).toBe(12) }, { timeout: 5000 })
+      await sleep(250)
+    } finally {
+      process.off('warning', onWarning)
+    }
+    expect(warnings).not.toContain('MaxListenersExceededWarning')
   })
 
   it('a min_ttl close to the whole lifetime answers 422 instead of minting on every request', async () => {
