@@ -35,26 +35,62 @@ export interface PacerOptions {
   maxAdvanceMs?: number
 }
 
+/** Seconds per bucket of booking counts: a scan over a window is a loop over a few typed arrays. */
+const bucketSeconds = 1024
+
 export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
   const maxAdvanceSeconds = Math.floor((options.maxAdvanceMs ?? 30 * 60_000) / 1000)
-  /** Bookings per whole second (epoch seconds). Only seconds with bookings are kept. */
-  const booked = new Map<number, number>()
+  /** Bookings per whole epoch second, in buckets of 1024 seconds; a bucket goes once it is empty. */
+  const buckets = new Map<number, { counts: Int32Array, total: number }>()
   const bookingOf = new Map<string, number>()
   const rateOf = new Map<string, number>()
   let rate = 0
+
+  function adjust (second: number, by: number): void {
+    const index = Math.floor(second / bucketSeconds)
+    let bucket = buckets.get(index)
+    if (bucket === undefined) {
+      bucket = { counts: new Int32Array(bucketSeconds), total: 0 }
+      buckets.set(index, bucket)
+    }
+    bucket.counts[second - index * bucketSeconds] += by
+    bucket.total += by
+    if (bucket.total === 0) buckets.delete(index)
+  }
 
   function release (id: string): void {
     const second = bookingOf.get(id)
     if (second === undefined) return
     bookingOf.delete(id)
-    const count = (booked.get(second) ?? 1) - 1
-    if (count <= 0) booked.delete(second)
-    else booked.set(second, count)
+    adjust(second, -1)
   }
 
   function take (id: string, second: number): void {
     bookingOf.set(id, second)
-    booked.set(second, (booked.get(second) ?? 0) + 1)
+    adjust(second, 1)
+  }
+
+  /** The latest least-booked second in [lowest, highest]: stops early at an empty one. */
+  function leastBooked (highest: number, lowest: number): number {
+    let chosen = highest
+    let least = Number.POSITIVE_INFINITY
+    let second = highest
+    while (second >= lowest) {
+      const index = Math.floor(second / bucketSeconds)
+      const base = index * bucketSeconds
+      const counts = buckets.get(index)?.counts
+      // An absent bucket is all empty: its latest second in range is the answer.
+      if (counts === undefined) return second
+      for (const stop = Math.max(lowest, base); second >= stop; second--) {
+        const load = counts[second - base] as number
+        if (load < least) {
+          chosen = second
+          least = load
+          if (load === 0) return chosen
+        }
+      }
+    }
+    return chosen
   }
 
   return {
@@ -71,12 +107,7 @@ export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
       const plannedSecond = Math.floor(plannedAt / 1000)
       // The earliest whole second that lies entirely in the allowed window (and is not in the past).
       const lowest = Math.max(Math.ceil(Math.max(earliestAt, now) / 1000), plannedSecond - maxAdvanceSeconds)
-      let chosen = plannedSecond
-      let least = booked.get(plannedSecond) ?? 0
-      for (let second = plannedSecond - 1; second >= lowest && least > 0; second--) {
-        const load = booked.get(second) ?? 0
-        if (load < least) { chosen = second; least = load }
-      }
+      const chosen = leastBooked(plannedSecond, Math.min(lowest, plannedSecond))
       take(id, chosen)
       // The same offset into the chosen second as into the planned one: refreshes booked into one second
       // do not all start at its first millisecond.
