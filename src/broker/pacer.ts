@@ -53,7 +53,8 @@ export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
       bucket = { counts: new Int32Array(bucketSeconds), total: 0 }
       buckets.set(index, bucket)
     }
-    bucket.counts[second - index * bucketSeconds] += by
+    const offset = second - index * bucketSeconds
+    bucket.counts[offset] = (bucket.counts[offset] as number) + by
     bucket.total += by
     if (bucket.total === 0) buckets.delete(index)
   }
