@@ -38,6 +38,8 @@ import { benchRedis } from './redis.js'
 
 export interface ScaleResult {
   bench: 'scale'
+  /** Whether the engine's refresh pacer was on (it is by default). */
+  pacing: boolean
   credentials: number
   lifetimesSeconds: number[]
   simulatedSeconds: number
@@ -180,7 +182,7 @@ function trackedProviders (tracker: ReturnType<typeof createSettleTracker>): Bro
   }
 }
 
-export async function runScale (options: { credentials?: number, lifetimesSeconds?: number[], simulatedSeconds?: number } = {}): Promise<ScaleResult> {
+export async function runScale (options: { credentials?: number, lifetimesSeconds?: number[], simulatedSeconds?: number, pacing?: boolean } = {}): Promise<ScaleResult> {
   const lifetimesSeconds = options.lifetimesSeconds ?? [1800, 3600, 7200, 14_400, 28_800]
   const credentialCount = options.credentials ?? 10_000
   // Long enough for the 8 h class's first refresh (at 6 h ± 24 min) to complete.
@@ -241,7 +243,8 @@ export async function runScale (options: { credentials?: number, lifetimesSecond
       providers: trackedProviders(tracker),
       log,
       clock,
-      observer: { refreshed: (_provider, _id, result) => { if (result !== 'success') failed += 1 } }
+      observer: { refreshed: (_provider, _id, result) => { if (result !== 'success') failed += 1 } },
+      options: options.pacing === false ? { pacing: false } : {}
     })
 
     // Warm-up: the cold start mints every credential once (16 at a time, the engine's default).
@@ -316,6 +319,7 @@ export async function runScale (options: { credentials?: number, lifetimesSecond
     const goal = { peakToAverage: 2 }
     return {
       bench: 'scale',
+      pacing: options.pacing !== false,
       credentials: credentialCount,
       lifetimesSeconds,
       simulatedSeconds,
@@ -355,8 +359,30 @@ export async function runScale (options: { credentials?: number, lifetimesSecond
   }
 }
 
+export interface ScaleComparison extends ScaleResult {
+  /** The same run with the pacer off, in the same process run: what pacing changes. */
+  unpaced: Pick<ScaleResult, 'refreshes' | 'cpu'>
+  /** Paced ÷ unpaced. */
+  pacedToUnpaced: { refreshes: number, peakPerSecond: number, cpuPerRefresh: number }
+}
+
+/** The scale bench with the pacer on, then off (the baseline), measured in the same process run. */
+export async function runScaleComparison (): Promise<ScaleComparison> {
+  const paced = await runScale()
+  const unpaced = await runScale({ pacing: false })
+  return {
+    ...paced,
+    unpaced: { refreshes: unpaced.refreshes, cpu: unpaced.cpu },
+    pacedToUnpaced: {
+      refreshes: round(paced.refreshes.total / unpaced.refreshes.total, 3),
+      peakPerSecond: round(paced.refreshes.peakPerSecond / unpaced.refreshes.peakPerSecond),
+      cpuPerRefresh: round(paced.cpu.perRefreshMs / unpaced.cpu.perRefreshMs)
+    }
+  }
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const result = await runScale()
+  const result = await runScaleComparison()
   writeFileSync(new URL('results/scale.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
   console.log(JSON.stringify(result, null, 2))
 }

@@ -23,7 +23,7 @@
  * - Peak RSS: VmRSS of the server process from /proc/<pid>/status, sampled every 100 ms during each run
  *   (its maximum), and VmHWM (the kernel's high-water mark over the process's life) at the end.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
@@ -32,7 +32,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { stringify as toYaml } from 'yaml'
 import { sha256Hex, tempFile } from '../test/support/app.js'
 import { freePort } from '../test/support/ports.js'
-import { startBroker, tsxLoader, type BrokerProcess } from '../test/support/process.js'
+import { startBroker, type BrokerProcess } from '../test/support/process.js'
 import { startKivraStandIn } from '../test/support/providers/index.js'
 import { benchRedis } from './redis.js'
 
@@ -138,10 +138,25 @@ function mean (figures: LoadFigures[]): LoadFigures {
   }
 }
 
-/** Starts bench/bare-server.ts as its own process (same Node, same tsx loader as the broker). */
+/**
+ * Compiles what the servers under test run, as the Docker image does: the broker with `npm run build`
+ * (dist/), the bare server with the same compiler and target (bench/.build/). Neither runs through tsx,
+ * whose on-the-fly transform adds a helper call to every function created (closures per request included).
+ */
+function compileServers (): void {
+  const tsc = `${root}node_modules/typescript/bin/tsc`
+  const run = (args: string[]): void => {
+    const result = spawnSync(process.execPath, [tsc, ...args], { cwd: root, encoding: 'utf8' })
+    if (result.status !== 0) throw new Error(`tsc ${args.join(' ')} failed: ${result.stdout}${result.stderr}`)
+  }
+  run(['-p', 'tsconfig.build.json'])
+  run(['bench/bare-server.ts', '--outDir', 'bench/.build', '--target', 'ES2023', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--skipLibCheck', '--strict'])
+}
+
+/** Starts the compiled bench/bare-server.ts as its own process (same Node as the broker). */
 async function startBare (body: string): Promise<{ url: string, pid: number, stop: () => Promise<void> }> {
   const port = await freePort()
-  const child: ChildProcess = spawn(process.execPath, ['--import', tsxLoader, `${root}bench/bare-server.ts`], {
+  const child: ChildProcess = spawn(process.execPath, [`${root}bench/.build/bare-server.js`], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', PORT: String(port), BARE_BODY: body },
     stdio: ['ignore', 'pipe', 'inherit']
@@ -198,8 +213,9 @@ export async function runThroughput (options: { connections?: number, durationSe
       })),
       SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...kivra.secret } }))
     }
-    broker = await startBroker({ ...brokerEnv, LOG_LEVEL: 'info' }, { stdout: 'ignore' })
-    brokerWarn = await startBroker({ ...brokerEnv, LOG_LEVEL: 'warn' }, { stdout: 'ignore' })
+    compileServers()
+    broker = await startBroker({ ...brokerEnv, LOG_LEVEL: 'info' }, { stdout: 'ignore', built: true })
+    brokerWarn = await startBroker({ ...brokerEnv, LOG_LEVEL: 'warn' }, { stdout: 'ignore', built: true })
     const tokenUrl = `${broker.url}/v1/credentials/kivra/token?min_ttl=60`
     const first = await fetch(tokenUrl, { headers: { authorization: `Bearer ${apiKey}` } })
     const answer = await first.text()

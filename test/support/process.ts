@@ -34,11 +34,14 @@ export interface RunBrokerOptions {
    * it: a load benchmark would otherwise spend its own CPU and memory reading the server's log. Default 'collect'.
    */
   stdout?: 'collect' | 'ignore'
+  /** Run the compiled `dist/main.js` (what the Docker image runs; `npm run build` first) instead of the sources through tsx. */
+  built?: boolean
 }
 
-/** Runs `src/main.ts` (what `npm start` runs) as a separate process and collects its output. */
+/** Runs `src/main.ts` (what `npm start` runs; or the build, see `built`) as a separate process and collects its output. */
 export function runBroker (env: Record<string, string>, options: RunBrokerOptions = {}): Omit<BrokerProcess, 'url' | 'port'> {
-  const child = spawn(process.execPath, ['--import', tsxLoader, `${root}src/main.ts`], {
+  const entry = options.built === true ? [`${root}dist/main.js`] : ['--import', tsxLoader, `${root}src/main.ts`]
+  const child = spawn(process.execPath, entry, {
     cwd: options.cwd ?? root,
     env: { ...baseEnv(), ...env },
     stdio: ['ignore', options.stdout === 'ignore' ? 'ignore' : 'pipe', 'pipe']
