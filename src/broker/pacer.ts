@@ -1,9 +1,9 @@
 /**
- * Spreads proactive refreshes over time. Each grant has a planned refresh time and an earliest one (the
- * engine's lower clamp, 50 % of its lifetime); refreshing anywhere in between is safe, refreshing later
- * is not. The pacer books each refresh into the least-booked whole second of that window (the latest of
- * them when several tie, so a refresh moves no earlier than it has to), looking back at most
- * `maxAdvanceMs` from the planned time. A refresh is never moved later.
+ * Spreads proactive refreshes over time. Each grant has a planned refresh time and an earliest one (40 %
+ * of its lifetime, see earliestRefreshAt); refreshing anywhere in between is safe, refreshing later is
+ * not. The pacer books each refresh into the least-booked whole second of that window (the latest of them
+ * when several tie, so a refresh moves no earlier than it has to), looking back at most `maxAdvanceMs`
+ * from the planned time. A refresh is never moved later.
  *
  * Why: replicas that start together mint every credential within seconds, and each lifetime's grants then
  * come due together again, cycle after cycle (jitter widens a wave to ±5 % of the lifetime, no more), and

@@ -91,6 +91,12 @@ describe('refresh pacer', () => {
     expect([book('a'), book('b'), book('c'), book('d')]).toEqual([100_000, 99_000, 98_000, 100_000])
   })
 
+  it('may move a refresh to 40 % of the lifetime at the earliest, and never sooner than 1 s after the grant', () => {
+    expect(earliestRefreshAt(grantOf(0, 1800))).toBe(720_000)
+    expect(earliestRefreshAt(grantOf(0, 28_800))).toBe(11_520_000)
+    expect(earliestRefreshAt(grantOf(0, 2))).toBe(1000)
+  })
+
   it('runs a grant that is already due at once', () => {
     const pacer = createRefreshPacer()
     expect(pacer.book('a', { now: 5000, earliestAt: 1000, plannedAt: 4000, intervalMs: 4000 })).toBe(4000)
