@@ -103,8 +103,6 @@ interface RefreshIntent {
   reason: RefreshReason
   /** on_demand: the caller needs a grant valid until at least this time. */
   neededUntil?: number
-  /** proactive: the grant (its obtainedAt) whose refresh the pacer moved earlier than planned. */
-  pacedFor?: number
   rejectedToken?: string
   secretVersion?: number
   requestedAt?: number
@@ -213,9 +211,9 @@ export function createBroker (deps: BrokerDeps): Broker {
   const backoff = options.backoff ?? defaultBackoff
   const limit = createLimiter(options.maxConcurrentRefreshes ?? 16)
   const shutdown = new AbortController()
-  // Every mint in flight listens for shutdown (up to maxConcurrentRefreshes plus callers' on-demand mints):
-  // more than Node's default of 10 is expected, not a leak, and must not print a warning at a cold start.
-  setMaxListeners(0, shutdown.signal)
+  // Every mint in flight listens for shutdown, and mints are single-flighted per credential: up to one per
+  // credential at a time is expected, not a leak, and must not print a warning at a cold start. More would be.
+  setMaxListeners(Math.max(10, deps.credentials.length + 10), shutdown.signal)
   const entries = new Map<string, Entry>()
   const entriesByKey = new Map<string, Entry>()
   const breakers = new Map<string, CircuitBreaker>()
@@ -249,15 +247,28 @@ export function createBroker (deps: BrokerDeps): Broker {
   const pacer = options.pacing === false ? undefined : createRefreshPacer(options.pacing)
   const timers = createTimerHeap({ clock, onDue: id => { pacer?.release(id); proactive(id) } })
 
-  /** Schedules the proactive refresh of the held grant, at its planned time or earlier where the pacer finds room. */
+  /**
+   * When a grant's proactive refresh is due: the moment stored with it (Grant.refreshAt, chosen by the
+   * replica that minted it) when that lies in the allowed window, else its planned time.
+   */
+  function dueAt (entry: Entry, grant: Grant): number {
+    const planned = plannedRefreshAt(grant, entry.credential.refresh, entry.key)
+    const chosen = grant.refreshAt
+    return chosen !== undefined && chosen <= planned && chosen >= earliestRefreshAt(grant) ? chosen : planned
+  }
+
+  /** Books a freshly minted grant's refresh with the pacer and records the moment in the grant, before it is stored. */
+  function pace (entry: Entry, grant: Grant): void {
+    if (pacer === undefined) return
+    const plannedAt = plannedRefreshAt(grant, entry.credential.refresh, entry.key)
+    grant.refreshAt = pacer.book(entry.credential.id, { now: clock.now(), earliestAt: earliestRefreshAt(grant), plannedAt, intervalMs: plannedAt - grant.obtainedAt })
+  }
+
+  /** Schedules the proactive refresh of the held grant at its due moment, and records it with the pacer. */
   function scheduleRefresh (entry: Entry): void {
     const grant = entry.local
-    if (grant === undefined || pacer === undefined) {
-      timers.schedule(entry.credential.id, entry.plannedAt)
-      return
-    }
-    const at = pacer.book(entry.credential.id, { now: clock.now(), earliestAt: earliestRefreshAt(grant), plannedAt: entry.plannedAt, intervalMs: entry.plannedAt - grant.obtainedAt })
-    timers.schedule(entry.credential.id, at)
+    if (grant !== undefined) pacer?.bookAt(entry.credential.id, entry.plannedAt, entry.plannedAt - grant.obtainedAt)
+    timers.schedule(entry.credential.id, entry.plannedAt)
   }
 
   /** Schedules a refresh for another reason (a retry, a start); it takes no paced slot. */
@@ -359,7 +370,7 @@ export function createBroker (deps: BrokerDeps): Broker {
     entry.local = grant
     entry.fence = fence ?? entry.fence
     if (grant.secretVersion !== undefined) entry.secretVersion = grant.secretVersion
-    entry.plannedAt = plannedRefreshAt(grant, entry.credential.refresh, entry.key)
+    entry.plannedAt = dueAt(entry, grant)
     if (!closing && entry.consecutiveFailures === 0) scheduleRefresh(entry)
   }
 
@@ -374,11 +385,7 @@ export function createBroker (deps: BrokerDeps): Broker {
         const lifetime = stored.expiresAt - stored.obtainedAt
         return now - stored.obtainedAt >= Math.min(minGrantAgeCapMs, minGrantAgeFraction * lifetime)
       }
-      case 'proactive':
-        if (now >= plannedRefreshAt(stored, entry.credential.refresh, entry.key)) return true
-        // Moved earlier by the pacer: due if it is still the grant that was paced (not one another replica
-        // has just written) and its refresh window has opened.
-        return intent.pacedFor === stored.obtainedAt && now >= earliestRefreshAt(stored)
+      case 'proactive': return now >= dueAt(entry, stored)
       case 'rejected': return intent.rejectedToken !== undefined && sameToken(stored.accessToken, intent.rejectedToken)
       case 'rotation': return (stored.secretVersion ?? 0) < (intent.secretVersion ?? 0)
       case 'forced': return stored.obtainedAt < (intent.requestedAt ?? now)
@@ -476,6 +483,8 @@ export function createBroker (deps: BrokerDeps): Broker {
     }
     breaker.success()
     grant.secretVersion = secret.version
+    // The refresh moment is chosen once, here, and stored with the grant: every replica schedules it.
+    pace(entry, grant)
     // A provider that answers a refresh without a refresh token keeps the old one valid: never replace it with nothing.
     if (grant.refreshToken === undefined && previous?.refreshToken !== undefined) grant.refreshToken = previous.refreshToken
     // The fence of our write, when the store took it; undefined when there was no lease or the store was
@@ -657,7 +666,9 @@ export function createBroker (deps: BrokerDeps): Broker {
       }
       if (entry.inflight === inflight) break
     }
-    const run = runRefresh(tokenEntryRef, intent, deadline).then(grant => {
+    // A caller that waited on a joined refresh may have no time left for one of its own.
+    if (callerWaiting && Date.now() >= deadline) throw refreshTimeout(entry)
+    const run: Promise<Grant> = runRefresh(tokenEntryRef, intent, deadline).then(grant => {
       clearFailures(entry)
       if (!closing) scheduleRefresh(entry)
       return grant
@@ -667,13 +678,15 @@ export function createBroker (deps: BrokerDeps): Broker {
         log.warn({ err, credentialId: entry.credential.id, reason: intent.reason, attempt: entry.consecutiveFailures }, 'refresh failed')
       }
       throw err
+    }).finally(() => {
+      // Cleared when the run settles, not when a caller stops waiting: a second run on this replica
+      // must not start while the first still holds the lease.
+      if (entry.inflight === run) entry.inflight = undefined
     })
     entry.inflight = run
-    try {
-      return await run
-    } finally {
-      if (entry.inflight === run) entry.inflight = undefined
-    }
+    // A caller waits no longer than waitTimeoutMs in all, for joined refreshes and its own; its own goes on
+    // without it (and ends within the lease) when the caller gives up.
+    return callerWaiting ? await withDeadline(entry, run, deadline - Date.now()) : await run
   }
 
   function proactive (credentialId: string): void {
@@ -682,7 +695,7 @@ export function createBroker (deps: BrokerDeps): Broker {
     track(limit(async () => {
       if (closing) return
       try {
-        await refresh(entry, { reason: 'proactive', pacedFor: entry.local?.obtainedAt })
+        await refresh(entry, { reason: 'proactive' })
       } catch (err) {
         if (closing) return
         // Permanent errors wait for a rotation (or an operator) rather than hammering the provider;

@@ -15,8 +15,9 @@
  * hours ahead) would take every late second of a busy stretch, leaving the grants booked after them
  * nowhere to go but over the cap. Filling the emptiest second spreads the early ones out instead.
  *
- * Every replica holds every grant and books it on its own; the replicas' bookings are close but not
- * identical, and the lease still lets only one replica mint.
+ * Only the replica that mints a grant books its refresh with `book`; the moment travels with the grant
+ * (Grant.refreshAt) and every other replica records it with `bookAt`. So all replicas agree on when each
+ * grant is refreshed, and each one's counts reflect the cluster's schedule.
  */
 export interface RefreshPacer {
   /**
@@ -24,9 +25,11 @@ export interface RefreshPacer {
    * earlier than `earliestAt` or `now`. Replaces the previous booking of `id`.
    */
   book: (id: string, booking: { now: number, earliestAt: number, plannedAt: number, intervalMs: number }) => number
+  /** Books the refresh of `id` at `at`, as another replica chose it. Replaces the previous booking of `id`. */
+  bookAt: (id: string, at: number, intervalMs: number) => void
   /** Forgets the booking of `id` (it ran, or is scheduled for another reason). */
   release: (id: string) => void
-  /** The long-run refresh rate of everything booked, per second: Σ 1 / refresh interval. */
+  /** The long-run refresh rate of every id ever booked (credentials are fixed at start), per second: Σ 1 / planned refresh interval. */
   averageRate: () => number
 }
 
@@ -94,12 +97,16 @@ export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
     return chosen
   }
 
+  function setRate (id: string, intervalMs: number): void {
+    const idRate = intervalMs > 0 ? 1000 / intervalMs : 0
+    rate += idRate - (rateOf.get(id) ?? 0)
+    rateOf.set(id, idRate)
+  }
+
   return {
     book (id, { now, earliestAt, plannedAt, intervalMs }) {
       release(id)
-      const idRate = intervalMs > 0 ? 1000 / intervalMs : 0
-      rate += idRate - (rateOf.get(id) ?? 0)
-      rateOf.set(id, idRate)
+      setRate(id, intervalMs)
       // Already due: run now, and count it against this second.
       if (plannedAt <= now) {
         take(id, Math.floor(now / 1000))
@@ -113,6 +120,11 @@ export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
       // The same offset into the chosen second as into the planned one: refreshes booked into one second
       // do not all start at its first millisecond.
       return chosen === plannedSecond ? plannedAt : chosen * 1000 + (plannedAt - plannedSecond * 1000)
+    },
+    bookAt (id, at, intervalMs) {
+      release(id)
+      setRate(id, intervalMs)
+      take(id, Math.floor(at / 1000))
     },
     release,
     averageRate: () => rate

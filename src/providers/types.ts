@@ -11,6 +11,12 @@ export interface Grant {
   refreshToken?: string | undefined
   /** Version of the client secret this grant was minted with; set by the broker, not by adapters. */
   secretVersion?: number | undefined
+  /**
+   * When the proactive refresh of this grant is due: its planned time, or earlier where the minting
+   * replica's pacer found a quieter second. Set by the broker and stored with the grant, so every replica
+   * schedules the same moment.
+   */
+  refreshAt?: number | undefined
 }
 
 /** The fields of one secret (a Vault KV v2 version or a SECRETS_FILE entry). */

@@ -19,7 +19,8 @@ export const GrantSchema = z.object({
   obtainedAt: z.number(),
   scope: z.string().optional(),
   refreshToken: z.string().optional(),
-  secretVersion: z.number().int().optional()
+  secretVersion: z.number().int().optional(),
+  refreshAt: z.number().optional()
 })
 
 /** A sealed grant as stored: every binary field base64. */

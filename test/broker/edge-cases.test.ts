@@ -36,10 +36,10 @@ function lifetimeOf600sWith40sLeft (): Pick<Grant, 'obtainedAt' | 'expiresAt'> {
   return { obtainedAt: now - 560_000, expiresAt: now + 40_000 }
 }
 
-/** Writes a grant to the shared store as another replica would, under a short lease of its own. */
-async function seedGrant (replica: BrokerWorld['replicas'][number], standIn: KivraStandIn, accessToken: string, times: Pick<Grant, 'obtainedAt' | 'expiresAt'>): Promise<string> {
+/** Writes a grant to the shared store as another replica would, under a lease of its own (kept until it lapses). */
+async function seedGrant (replica: BrokerWorld['replicas'][number], standIn: KivraStandIn, accessToken: string, times: Pick<Grant, 'obtainedAt' | 'expiresAt'>, leaseMs = 50): Promise<string> {
   const key = grantKey(CredentialSchema.parse({ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: standIn.url }))
-  const seed = await replica.store.acquireLease(key, 50)
+  const seed = await replica.store.acquireLease(key, leaseMs)
   expect(seed).not.toBeNull()
   await replica.store.putGrant(seed!, { accessToken, tokenType: 'Bearer', ...times })
   return key
@@ -89,16 +89,38 @@ describe('edge cases of the refresh engine', () => {
   it('a caller that joined a background refresh which gave up on another replica\'s lease keeps waiting, and gets a token', async () => {
     const { world, kivra } = await kivraWorld({ start: false, brokerOptions: { leaseTtlMs: 300, waitTimeoutMs: 5000 } })
     const a = world.replicas[0]!
-    // A due grant (8 h lifetime, 30 s left), and a lease held elsewhere that outlasts a background refresh's patience.
+    // A due grant (8 h lifetime, 30 s left), written by "another replica" whose lease (1 s) outlasts a
+    // background refresh's patience (one 300 ms lease period).
     const now = Date.now()
-    const key = await seedGrant(a, kivra, 'old-token', { obtainedAt: now - 28_770_000, expiresAt: now + 30_000 })
-    await sleep(60)
-    expect(await a.store.acquireLease(key, 1000)).not.toBeNull()
-    await a.broker.start() // the grant is due: a proactive refresh starts, finds the lease taken and waits one lease period
+    await seedGrant(a, kivra, 'old-token', { obtainedAt: now - 28_770_000, expiresAt: now + 30_000 }, 1000)
+    await a.broker.start() // the grant is due: a proactive refresh starts, finds the lease taken and waits
     await sleep(20)
+    const started = Date.now()
     const answer = await a.broker.getToken('kivra', 60) // joins it, with 5 s of patience of its own
+    expect(Date.now() - started).toBeGreaterThan(400) // it outwaited the background refresh, which gave up
     expect(answer.grant.accessToken).not.toBe('old-token')
     expect(kivra.isTokenValid(answer.grant.accessToken)).toBe(true)
+    expect(kivra.mints).toBe(1)
+  })
+
+  it('a caller that joined a background refresh waits no longer than its wait timeout in all, and its own mint finishes without it', async () => {
+    const { world, kivra } = await kivraWorld({ start: false, brokerOptions: { leaseTtlMs: 300, waitTimeoutMs: 600 } })
+    const a = world.replicas[0]!
+    const now = Date.now()
+    await seedGrant(a, kivra, 'old-token', { obtainedAt: now - 28_770_000, expiresAt: now + 30_000 }, 400)
+    kivra.setFault({ kind: 'latency', ms: 900 }, { times: 1 })
+    await a.broker.start() // a proactive refresh waits on the seed's lease, gives up after 300 ms
+    await sleep(20)
+    const started = Date.now()
+    // Joins; once the background refresh gives up it takes the lapsed lease itself and mints (900 ms).
+    const answer = await a.broker.getToken('kivra', 60).catch((err: unknown) => err)
+    const waited = Date.now() - started
+    expect(answer).toMatchObject({ code: 'CB_REFRESH_TIMEOUT', statusCode: 503 })
+    expect(waited).toBeLessThan(900) // 600 ms in all, not 600 ms plus its own mint
+    // The mint it started goes on and is shared: the next caller gets that token, with no second mint.
+    await vi.waitFor(() => { expect(kivra.mints).toBe(1) }, { timeout: 3000 })
+    const next = await a.broker.getToken('kivra', 60)
+    expect(kivra.isTokenValid(next.grant.accessToken)).toBe(true)
     expect(kivra.mints).toBe(1)
   })
 

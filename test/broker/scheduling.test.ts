@@ -85,6 +85,14 @@ describe('refresh pacer', () => {
     expect(book('d', 100_700)).toBe(99_700) // re-booking replaces the booking, it does not add to it
   })
 
+  it('counts a moment another replica chose (bookAt) like its own bookings', () => {
+    const pacer = createRefreshPacer()
+    pacer.bookAt('from-another-replica', 100_300, 100_000)
+    expect(pacer.book('mine', { now: 0, earliestAt: 50_000, plannedAt: 100_800, intervalMs: 100_000 })).toBe(99_800)
+    pacer.bookAt('from-another-replica', 90_000, 100_000) // re-booked elsewhere: second 100 is free again
+    expect(pacer.book('mine', { now: 0, earliestAt: 50_000, plannedAt: 100_800, intervalMs: 100_000 })).toBe(100_800)
+  })
+
   it('moves a refresh no further back than maxAdvanceMs', () => {
     const pacer = createRefreshPacer({ maxAdvanceMs: 2000 })
     const book = (id: string): number => pacer.book(id, { now: 0, earliestAt: 10_000, plannedAt: 100_000, intervalMs: 100_000 })
