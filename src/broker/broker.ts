@@ -554,12 +554,13 @@ export function createBroker (deps: BrokerDeps): Broker {
         // A write announces itself; anything else (nothing needed, a failure) is announced on release.
         let wrote = false
         try {
+          // Judge the newest grant known: the stored one if it is newer (adopted), else the one held here.
+          // The timer that started a proactive refresh was set from the held grant; judging an older
+          // stored one instead could find nothing due and re-arm the same timer in a loop.
           const stored = await readStore(entry)
-          const current = stored?.grant ?? entry.local
-          if (!needsRefresh(entry, current, intent)) {
-            adopt(entry, current as Grant, stored?.fence)
-            return current as Grant
-          }
+          if (stored !== undefined) adopt(entry, stored.grant, stored.fence)
+          const current = entry.local ?? stored?.grant
+          if (!needsRefresh(entry, current, intent)) return current as Grant
           const minted = await mintOrForget(entry, intent, lease, current)
           wrote = minted.fence === lease.fence
           adopt(entry, minted.grant, minted.fence)
