@@ -261,13 +261,12 @@ export function createBroker (deps: BrokerDeps): Broker {
   function pace (entry: Entry, grant: Grant): void {
     if (pacer === undefined) return
     const plannedAt = plannedRefreshAt(grant, entry.credential.refresh, entry.key)
-    grant.refreshAt = pacer.book(entry.credential.id, { now: clock.now(), earliestAt: earliestRefreshAt(grant), plannedAt, intervalMs: plannedAt - grant.obtainedAt })
+    grant.refreshAt = pacer.book(entry.credential.id, { now: clock.now(), earliestAt: earliestRefreshAt(grant), plannedAt })
   }
 
   /** Schedules the proactive refresh of the held grant at its due moment, and records it with the pacer. */
   function scheduleRefresh (entry: Entry): void {
-    const grant = entry.local
-    if (grant !== undefined) pacer?.bookAt(entry.credential.id, entry.plannedAt, entry.plannedAt - grant.obtainedAt)
+    if (entry.local !== undefined) pacer?.bookAt(entry.credential.id, entry.plannedAt)
     timers.schedule(entry.credential.id, entry.plannedAt)
   }
 

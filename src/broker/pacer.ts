@@ -24,13 +24,11 @@ export interface RefreshPacer {
    * Books the refresh of `id` and returns when to run it (epoch ms): `plannedAt`, or an earlier moment no
    * earlier than `earliestAt` or `now`. Replaces the previous booking of `id`.
    */
-  book: (id: string, booking: { now: number, earliestAt: number, plannedAt: number, intervalMs: number }) => number
+  book: (id: string, booking: { now: number, earliestAt: number, plannedAt: number }) => number
   /** Books the refresh of `id` at `at`, as another replica chose it. Replaces the previous booking of `id`. */
-  bookAt: (id: string, at: number, intervalMs: number) => void
+  bookAt: (id: string, at: number) => void
   /** Forgets the booking of `id` (it ran, or is scheduled for another reason). */
   release: (id: string) => void
-  /** The long-run refresh rate of every id ever booked (credentials are fixed at start), per second: Σ 1 / planned refresh interval. */
-  averageRate: () => number
 }
 
 export interface PacerOptions {
@@ -46,8 +44,6 @@ export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
   /** Bookings per whole epoch second, in buckets of 1024 seconds; a bucket goes once it is empty. */
   const buckets = new Map<number, { counts: Int32Array, total: number }>()
   const bookingOf = new Map<string, number>()
-  const rateOf = new Map<string, number>()
-  let rate = 0
 
   function adjust (second: number, by: number): void {
     const index = Math.floor(second / bucketSeconds)
@@ -97,16 +93,9 @@ export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
     return chosen
   }
 
-  function setRate (id: string, intervalMs: number): void {
-    const idRate = intervalMs > 0 ? 1000 / intervalMs : 0
-    rate += idRate - (rateOf.get(id) ?? 0)
-    rateOf.set(id, idRate)
-  }
-
   return {
-    book (id, { now, earliestAt, plannedAt, intervalMs }) {
+    book (id, { now, earliestAt, plannedAt }) {
       release(id)
-      setRate(id, intervalMs)
       // Already due: run now, and count it against this second.
       if (plannedAt <= now) {
         take(id, Math.floor(now / 1000))
@@ -121,12 +110,10 @@ export function createRefreshPacer (options: PacerOptions = {}): RefreshPacer {
       // do not all start at its first millisecond.
       return chosen === plannedSecond ? plannedAt : chosen * 1000 + (plannedAt - plannedSecond * 1000)
     },
-    bookAt (id, at, intervalMs) {
+    bookAt (id, at) {
       release(id)
-      setRate(id, intervalMs)
       take(id, Math.floor(at / 1000))
     },
-    release,
-    averageRate: () => rate
+    release
   }
 }
