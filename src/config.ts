@@ -3,6 +3,7 @@ import { resolve, dirname, extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
+import { ConfigError } from './errors.js'
 
 /** Where the checked-in example credentials and secrets live (used only in embedded mode). */
 export const embeddedDir = join(dirname(fileURLToPath(import.meta.url)), 'embedded')
@@ -179,16 +180,6 @@ export interface VaultConfig {
   readonly k8sTokenPath: string
   readonly k8sMount: string
   readonly timeoutMs: number
-}
-
-/** One problem per line, each naming where it is, what is wrong and what is expected. */
-export class ConfigError extends Error {
-  readonly problems: readonly string[]
-  constructor (problems: string[]) {
-    super(`invalid configuration:\n${problems.map(p => `  - ${p}`).join('\n')}`)
-    this.name = 'ConfigError'
-    this.problems = problems
-  }
 }
 
 function formatPath (path: readonly PropertyKey[]): string {

@@ -1,7 +1,17 @@
 /**
- * The one table of error codes the API answers with. Codes are a public contract: callers branch on
- * `code`, never on `detail`. Add, never rename.
+ * Every error the broker raises itself, in one place (undici's lib/core/errors.js is the model).
+ *
+ * - `BrokerError` is what the API answers: a stable `code` from `errorTable`, an HTTP status, and a
+ *   `detail` message that is safe to show a caller.
+ * - The internal failures carry one discriminator, `kind`, whose values say how the engine reacts:
+ *   `ProviderError` (a provider call), `SecretError` (Vault or the secrets file), `StoreError` (Redis or
+ *   the memory store). `ConfigError` lists configuration problems, one per line.
+ *
+ * Recognise them with `instanceof`, never by `name`. Messages of these classes never hold a token, a
+ * secret or an upstream body; the foreign error that caused one is kept as `cause`, for logs only.
  */
+
+/** The one table of error codes the API answers with. Codes are a public contract: callers branch on `code`, never on `detail`. Add, never rename. */
 export const errorTable = {
   CB_BAD_REQUEST: { status: 400, title: 'The request is malformed' },
   CB_UNAUTHENTICATED: { status: 401, title: 'No valid caller credentials' },
@@ -26,28 +36,35 @@ export const errorTable = {
 
 export type ErrorCode = keyof typeof errorTable
 
+/** The base of every error class below: `err instanceof CredentialBrokerError` means "ours, safe to log with its message". */
+export abstract class CredentialBrokerError extends Error {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
+    this.name = new.target.name
+  }
+}
+
 export interface BrokerErrorOptions {
   /** Seconds after which a retry may succeed; becomes the `Retry-After` header. */
-  retryAfterSeconds?: number
+  retryAfterSeconds?: number | undefined
   /** Kept for logs only, never sent to a caller. */
   cause?: unknown
   /** Extra machine-readable members of the problem document. Never put secrets here. */
-  extensions?: Record<string, unknown>
+  extensions?: Record<string, unknown> | undefined
 }
 
 /**
- * A domain error with a stable code. `message` becomes the problem `detail`: it must never contain a
- * token, a secret or an upstream body.
+ * A domain error with a stable code, as the API answers it. `message` becomes the problem `detail`: it
+ * must never contain a token, a secret or an upstream body.
  */
-export class BrokerError extends Error {
+export class BrokerError extends CredentialBrokerError {
   readonly code: ErrorCode
   readonly statusCode: number
   readonly retryAfterSeconds: number | undefined
   readonly extensions: Record<string, unknown> | undefined
 
   constructor (code: ErrorCode, detail?: string, options: BrokerErrorOptions = {}) {
-    super(detail ?? errorTable[code].title, options.cause === undefined ? undefined : { cause: options.cause })
-    this.name = 'BrokerError'
+    super(detail ?? errorTable[code].title, options)
     this.code = code
     this.statusCode = errorTable[code].status
     this.retryAfterSeconds = options.retryAfterSeconds
@@ -55,6 +72,75 @@ export class BrokerError extends Error {
   }
 }
 
-export function isBrokerError (err: unknown): err is BrokerError {
-  return err instanceof BrokerError
+/**
+ * permanent: the provider rejected our client credentials (wrong or rotated secret) — retrying with the
+ * same secret cannot help. transient: network, timeout, 5xx, 429 — retry with backoff. bad-response: the
+ * provider answered 2xx with something we cannot use — retried like transient, reported distinctly.
+ */
+export type ProviderErrorKind = 'permanent' | 'transient' | 'bad-response'
+
+export interface ProviderErrorOptions {
+  status?: number | undefined
+  /** The provider's own error code (e.g. Kivra "40104"), safe to log and show operators. */
+  providerCode?: string | undefined
+  /** From a Retry-After header, in milliseconds. */
+  retryAfterMs?: number | undefined
+  /** e.g. Kivra's x-correlation-id, for support tickets. */
+  correlationId?: string | undefined
+  cause?: unknown
+}
+
+/** An error from a provider call. The message never contains a token, a secret or the raw upstream body. */
+export class ProviderError extends CredentialBrokerError {
+  readonly kind: ProviderErrorKind
+  readonly status: number | undefined
+  readonly providerCode: string | undefined
+  readonly retryAfterMs: number | undefined
+  readonly correlationId: string | undefined
+
+  constructor (kind: ProviderErrorKind, message: string, options: ProviderErrorOptions = {}) {
+    super(message, options)
+    this.kind = kind
+    this.status = options.status
+    this.providerCode = options.providerCode
+    this.retryAfterMs = options.retryAfterMs
+    this.correlationId = options.correlationId
+  }
+}
+
+/** not_found: the path has no secret; denied: permission; unavailable: network, sealed, 5xx; invalid: bad shape. */
+export type SecretErrorKind = 'not_found' | 'denied' | 'unavailable' | 'invalid'
+
+/** An error from a secret source. Never carries a secret value or a Vault token. */
+export class SecretError extends CredentialBrokerError {
+  readonly kind: SecretErrorKind
+  constructor (kind: SecretErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.kind = kind
+  }
+}
+
+/**
+ * unavailable: Redis is down, unreachable or too slow (the caller serves from its local cache); rejected:
+ * Redis answered with an error (out of memory, read-only replica); closed: the store was closed; invalid:
+ * a bad argument or configuration (a bug or an operator mistake, not an outage).
+ */
+export type StoreErrorKind = 'unavailable' | 'rejected' | 'closed' | 'invalid'
+
+/** An error from the grant store. The message is short and fixed: never a grant, a key value or a Redis reply. */
+export class StoreError extends CredentialBrokerError {
+  readonly kind: StoreErrorKind
+  constructor (kind: StoreErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.kind = kind
+  }
+}
+
+/** Configuration problems, one per line, each naming where it is, what is wrong and what is expected. */
+export class ConfigError extends CredentialBrokerError {
+  readonly problems: readonly string[]
+  constructor (problems: string[]) {
+    super(`invalid configuration:\n${problems.map(p => `  - ${p}`).join('\n')}`)
+    this.problems = problems
+  }
 }

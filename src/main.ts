@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { loadConfig, type Config } from './config.js'
+import { ConfigError } from './errors.js'
 
 /** How long in-flight requests may take to drain on SIGTERM before the process exits anyway. */
 const shutdownDelayMs = 10_000

@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
-import { BrokerError, errorTable, isBrokerError, type ErrorCode } from './errors.js'
+import { BrokerError, errorTable, type ErrorCode } from './errors.js'
 
 /** An RFC 9457 problem document, as every error of the API is answered. */
 export interface Problem {
@@ -72,7 +72,7 @@ export function frameworkErrorHandler (error: FastifyError, request: FastifyRequ
  */
 export function registerProblemHandlers (app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | BrokerError, request, reply) => {
-    if (isBrokerError(error)) {
+    if (error instanceof BrokerError) {
       if (error.statusCode >= 500) request.log.warn({ err: error }, 'request failed')
       const problem = problemFor(error.code, error.message, request)
       if (error.extensions !== undefined) Object.assign(problem, error.extensions)

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { ConfigError, embeddedCredentialsFile, loadConfig, parseCredentialsFile } from '../src/config.js'
+import { embeddedCredentialsFile, loadConfig, parseCredentialsFile } from '../src/config.js'
 import { tempFile } from './support/app.js'
+import { ConfigError } from '../src/errors.js'
 
 const key = Buffer.alloc(32, 7).toString('base64')
 const validFile = `

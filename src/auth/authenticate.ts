@@ -2,8 +2,8 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, jwtVerify, type JWKSCacheInput, type JWTVerifyGetKey } from 'jose'
 import type { Logger } from 'pino'
-import { ConfigError, type Caller, type CallerJwt } from '../config.js'
-import { BrokerError } from '../errors.js'
+import { type Caller, type CallerJwt } from '../config.js'
+import { BrokerError, ConfigError } from '../errors.js'
 
 export interface Authenticator {
   /** The caller presenting `authorization`, or a CB_UNAUTHENTICATED / CB_FORBIDDEN error. */

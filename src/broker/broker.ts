@@ -2,13 +2,13 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import type { Logger } from 'pino'
 import type { CredentialConfig, ProviderKind } from '../config.js'
-import { BrokerError } from '../errors.js'
-import { ProviderError, type Grant, type ProviderAdapter, type ProviderContext, type SecretData, type SigningAdapter, type TokenAdapter, type WebhookVerifier } from '../providers/types.js'
-import { SecretError, type SecretSourceHealth, type SecretValue } from '../secrets/types.js'
+import { BrokerError, ProviderError, SecretError, StoreError } from '../errors.js'
+import { type Grant, type ProviderAdapter, type ProviderContext, type SecretData, type SigningAdapter, type TokenAdapter, type WebhookVerifier } from '../providers/types.js'
+import { type SecretSourceHealth, type SecretValue } from '../secrets/types.js'
 import type { GrantStore, Lease, StoredGrant } from '../store/types.js'
-import { backoffDelayMs, defaultBackoff, type BackoffPolicy } from './backoff.js'
+import { backoffDelayMs, defaultBackoff, type BackoffPolicy } from '../time.js'
 import { createCircuitBreaker, type CircuitBreaker, type CircuitState } from './circuit-breaker.js'
-import { systemClock, type Clock } from './clock.js'
+import { systemClock, type Clock } from '../time.js'
 import { createLimiter } from './limiter.js'
 import { createTimerHeap } from './timer-heap.js'
 import { createRefreshPacer, type PacerOptions } from './pacer.js'
@@ -194,10 +194,6 @@ function isCallerWaiting (intent: RefreshIntent): boolean {
   return intent.reason === 'on_demand' || intent.reason === 'rejected'
 }
 
-function isStoreError (err: unknown): boolean {
-  return err instanceof Error && err.name === 'StoreError'
-}
-
 /**
  * The token lifecycle: local cache → shared store → one refresh under a lease, proactive refresh on a
  * timer heap, backoff and circuit breaking on failure, and stale-if-error bounded by the caller's min_ttl.
@@ -348,7 +344,7 @@ export function createBroker (deps: BrokerDeps): Broker {
       if (storeDown) { storeDown = false; log.info({}, 'grant store reachable again') }
       return stored ?? undefined
     } catch (err) {
-      if (!isStoreError(err)) throw err
+      if (!(err instanceof StoreError)) throw err
       if (!storeDown) { storeDown = true; log.warn({ err }, 'grant store unreachable; serving from the local cache') }
       return undefined
     }
@@ -400,7 +396,7 @@ export function createBroker (deps: BrokerDeps): Broker {
       return fresh ? await secrets.reread(entry.credential.secret) : await secrets.get(entry.credential.secret)
     } catch (err) {
       if (err instanceof SecretError) {
-        throw new BrokerError('CB_SECRET_UNAVAILABLE', `the secret of credential "${entry.credential.id}" could not be read (${err.reason})`, { cause: err, retryAfterSeconds: err.reason === 'unavailable' ? 5 : undefined })
+        throw new BrokerError('CB_SECRET_UNAVAILABLE', `the secret of credential "${entry.credential.id}" could not be read (${err.kind})`, { cause: err, retryAfterSeconds: err.kind === 'unavailable' ? 5 : undefined })
       }
       throw err
     }
@@ -494,7 +490,7 @@ export function createBroker (deps: BrokerDeps): Broker {
       try {
         written = await store.putGrant(lease, grant)
       } catch (err) {
-        if (!isStoreError(err)) throw err
+        if (!(err instanceof StoreError)) throw err
         storeDown = true
       }
       if (written === false) {
@@ -540,7 +536,7 @@ export function createBroker (deps: BrokerDeps): Broker {
       try {
         lease = await store.acquireLease(entry.key, leaseTtlMs(entry.credential))
       } catch (err) {
-        if (!isStoreError(err)) throw err
+        if (!(err instanceof StoreError)) throw err
         // Store down: no cluster-wide lease is possible. Mint on this replica alone (its own single flight
         // still holds), keep the grant locally, and let the store catch up when it returns.
         storeDown = true

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { BrokerProviders, BrokerOptions } from './broker.js'
 import { createBroker } from './broker.js'
-import type { Clock } from './clock.js'
+import type { Clock } from '../time.js'
 import type { Broker } from './types.js'
 import { createProviderRegistry } from '../providers/registry.js'
 import { circuitBreakerStates } from '../observability/metrics.js'

@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from './clock.js'
+import type { Clock, TimerHandle } from '../time.js'
 
 interface HeapItem { at: number, id: string, seq: number }
 

@@ -1,4 +1,5 @@
 import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino'
+import { CredentialBrokerError } from '../errors.js'
 
 /**
  * The one redaction list. Paths cover request headers, provider grants and secrets wherever they may be
@@ -45,7 +46,7 @@ const safeErrorFields = ['code', 'kind', 'reason', 'status', 'statusCode', 'prov
  */
 export function serializeError (err: unknown, depth = 0): Record<string, unknown> {
   if (!(err instanceof Error)) return { type: typeof err }
-  const ours = ['BrokerError', 'ProviderError', 'SecretError', 'ConfigError', 'StoreError'].includes(err.name)
+  const ours = err instanceof CredentialBrokerError
   const out: Record<string, unknown> = {
     type: err.name,
     message: ours ? err.message : sanitizeForeignMessage(err.message)

@@ -1,6 +1,7 @@
 /** Small helpers every adapter shares: secret field checks, lifetime parsing, JWT `exp`, grant building. */
 import { decodeJwt } from 'jose'
-import { ProviderError, type Grant, type SecretData } from './types.js'
+import { type Grant, type SecretData } from './types.js'
+import { ProviderError } from '../errors.js'
 
 /** Longest lifetime we believe from a provider; anything longer is a unit mistake or garbage. */
 export const maxLifetimeSeconds = 366 * 86_400

@@ -1,5 +1,5 @@
 import type { CredentialConfig, ProviderKind } from '../config.js'
-import { ProviderError } from './types.js'
+import { ProviderError } from '../errors.js'
 
 type Environment = CredentialConfig['environment']
 

@@ -5,7 +5,8 @@
  */
 import { request, type Dispatcher } from 'undici'
 import type { z } from 'zod'
-import { ProviderError, type ProviderContext, type ProviderErrorKind } from './types.js'
+import { type ProviderContext } from './types.js'
+import { ProviderError, type ProviderErrorKind } from '../errors.js'
 
 /** Bodies larger than this are not token responses; refusing them bounds memory per call. */
 const maxBodyBytes = 256 * 1024

@@ -6,7 +6,8 @@ import { z } from 'zod'
 import { grantFor, jwtExpiryMs, requireSecretFields, secretField } from './common.js'
 import { endpointUrl } from './hosts.js'
 import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest } from './http.js'
-import { ProviderError, type Grant, type ProviderContext, type SecretData, type TokenAdapter } from './types.js'
+import { type Grant, type ProviderContext, type SecretData, type TokenAdapter } from './types.js'
+import { ProviderError } from '../errors.js'
 
 /** The documented partner token life; `lifetime_seconds` overrides it. */
 export const kigoDefaultLifetimeSeconds = 1800

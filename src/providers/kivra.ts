@@ -6,7 +6,8 @@ import { z } from 'zod'
 import { grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
 import { endpointUrl } from './hosts.js'
 import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest } from './http.js'
-import { ProviderError, type Grant, type ProviderContext, type SecretData, type TokenAdapter } from './types.js'
+import { type Grant, type ProviderContext, type SecretData, type TokenAdapter } from './types.js'
+import { ProviderError } from '../errors.js'
 
 /** Documented lifetime, used only when an answer has no `expires_in` and no `lifetime_seconds` is configured. */
 export const kivraDefaultLifetimeSeconds = 28_800

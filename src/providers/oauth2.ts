@@ -6,7 +6,8 @@
 import * as oauth from 'oauth4webapi'
 import { grantFor, jwtExpiryMs, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
 import { kindForStatus, parseRetryAfter, safeText } from './http.js'
-import { ProviderError, type Grant, type ProviderContext, type SecretData, type TokenAdapter } from './types.js'
+import { type Grant, type ProviderContext, type SecretData, type TokenAdapter } from './types.js'
+import { ProviderError } from '../errors.js'
 
 /** Used when an answer has no expires_in, the token is no JWT with exp, and no lifetime_seconds is configured. */
 export const oauth2DefaultLifetimeSeconds = 3600

@@ -31,43 +31,6 @@ export interface ProviderContext {
   readonly signal?: AbortSignal | undefined
 }
 
-/**
- * permanent: the provider rejected our client credentials (wrong or rotated secret) — retrying with the
- * same secret cannot help. transient: network, timeout, 5xx, 429 — retry with backoff. bad-response: the
- * provider answered 2xx with something we cannot use — retried like transient, reported distinctly.
- */
-export type ProviderErrorKind = 'permanent' | 'transient' | 'bad-response'
-
-export interface ProviderErrorOptions {
-  status?: number | undefined
-  /** The provider's own error code (e.g. Kivra "40104"), safe to log and show operators. */
-  providerCode?: string | undefined
-  /** From a Retry-After header, in milliseconds. */
-  retryAfterMs?: number | undefined
-  /** e.g. Kivra's x-correlation-id, for support tickets. */
-  correlationId?: string | undefined
-  cause?: unknown
-}
-
-/** An error from a provider call. The message never contains a token, a secret or the raw upstream body. */
-export class ProviderError extends Error {
-  readonly kind: ProviderErrorKind
-  readonly status: number | undefined
-  readonly providerCode: string | undefined
-  readonly retryAfterMs: number | undefined
-  readonly correlationId: string | undefined
-
-  constructor (kind: ProviderErrorKind, message: string, options: ProviderErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause })
-    this.name = 'ProviderError'
-    this.kind = kind
-    this.status = options.status
-    this.providerCode = options.providerCode
-    this.retryAfterMs = options.retryAfterMs
-    this.correlationId = options.correlationId
-  }
-}
-
 /** A provider whose credential is a bearer token that the broker mints, caches and refreshes. */
 export interface TokenAdapter {
   readonly kind: 'token'

@@ -3,7 +3,8 @@ import { readFile, stat } from 'node:fs/promises'
 import type { SecretsLog } from './log.js'
 import { z } from 'zod'
 import type { SecretData } from '../providers/types.js'
-import { SecretError, type SecretSource, type SecretSourceHealth, type SecretValue } from './types.js'
+import { type SecretSource, type SecretSourceHealth, type SecretValue } from './types.js'
+import { SecretError } from '../errors.js'
 
 export interface FileSecretSourceDeps {
   /** JSON object { "<secret path>": { field: value } }. */

@@ -1,6 +1,7 @@
 import type { SecretsLog } from './log.js'
-import { SecretError, type SecretSource, type SecretSourceHealth, type SecretValue } from './types.js'
-import { realTimers, type Timers } from './vault-auth.js'
+import { type SecretSource, type SecretSourceHealth, type SecretValue } from './types.js'
+import { systemTimers, type Timers } from '../time.js'
+import { SecretError } from '../errors.js'
 
 /** Called once per new version seen for a path in use: the broker re-mints with the new secret. */
 export type RotationListener = (path: string, version: number) => void
@@ -52,7 +53,7 @@ export function createSecretManager (deps: SecretManagerDeps): SecretManager {
   const { source, log } = deps
   const intervalMs = deps.intervalMs ?? 60_000
   const now = deps.now ?? Date.now
-  const timers = deps.timers ?? realTimers
+  const timers = deps.timers ?? systemTimers
   const held = new Map<string, Held>()
   const firstReads = new Map<string, Promise<SecretValue>>()
   const rereads = new Map<string, Promise<SecretValue>>()
@@ -102,7 +103,7 @@ export function createSecretManager (deps: SecretManagerDeps): SecretManager {
       await shared(rereads, path)
     } catch (err) {
       // Unavailable is already reported (once) by the source and in health; other errors are per secret.
-      const unavailable = err instanceof SecretError && err.reason === 'unavailable'
+      const unavailable = err instanceof SecretError && err.kind === 'unavailable'
       if (unavailable) log.debug({ secretPath: path, err }, 'secret rotation check skipped; source unavailable')
       else log.warn({ secretPath: path, err }, 'secret rotation check failed; keeping the held version')
     }
@@ -122,7 +123,7 @@ export function createSecretManager (deps: SecretManagerDeps): SecretManager {
 
   function scheduleCheck (): void {
     if (closed) return
-    timer = timers.setTimeout(() => {
+    timer = timers.setTimer(() => {
       check().catch((err: unknown) => { log.error({ err }, 'secret rotation check crashed') }).finally(scheduleCheck)
     }, intervalMs)
   }
@@ -157,7 +158,7 @@ export function createSecretManager (deps: SecretManagerDeps): SecretManager {
     async close () {
       if (closed) return
       closed = true
-      if (timer !== undefined) timers.clearTimeout(timer)
+      if (timer !== undefined) timers.clearTimer(timer)
       timer = undefined
       await checking?.catch(() => {})
       listeners.clear()

@@ -16,17 +16,6 @@ export interface SecretSourceHealth {
   authenticated?: boolean | undefined
 }
 
-/** Errors from a secret source. Never carries a secret value or a Vault token. */
-export class SecretError extends Error {
-  /** not_found: the path has no secret; denied: permission; unavailable: network, sealed, 5xx; invalid: bad shape. */
-  readonly reason: 'not_found' | 'denied' | 'unavailable' | 'invalid'
-  constructor (reason: SecretError['reason'], message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'SecretError'
-    this.reason = reason
-  }
-}
-
 /** Where client secrets come from: Vault KV v2, or a local file in embedded mode. */
 export interface SecretSource {
   readonly kind: 'vault' | 'file'

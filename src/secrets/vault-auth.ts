@@ -1,24 +1,9 @@
 import { readFile } from 'node:fs/promises'
 import type { SecretsLog } from './log.js'
 import type { VaultConfig } from '../config.js'
-import { SecretError } from './types.js'
 import type { VaultAuthGrant, VaultClient } from './vault-client.js'
-
-/** Timer functions, injectable so tests can drive renewal without waiting. */
-export interface Timers {
-  setTimeout: (callback: () => void, ms: number) => unknown
-  clearTimeout: (handle: unknown) => void
-}
-
-/** Real timers, unref'd: a pending renewal must never keep the process alive. */
-export const realTimers: Timers = {
-  setTimeout: (callback, ms) => {
-    const handle = setTimeout(callback, ms)
-    handle.unref()
-    return handle
-  },
-  clearTimeout: handle => { clearTimeout(handle as NodeJS.Timeout) }
-}
+import { SecretError } from '../errors.js'
+import { backoffDelayMs, systemTimers, type Timers } from '../time.js'
 
 export interface VaultAuthStatus {
   /** A token is held and, as far as we know, still valid. */
@@ -74,7 +59,7 @@ const jitterFraction = 0.1
 export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
   const { client, config, log } = deps
   const now = deps.now ?? Date.now
-  const timers = deps.timers ?? realTimers
+  const timers = deps.timers ?? systemTimers
   const random = deps.random ?? Math.random
   const readTokenFile = deps.readTokenFile ?? (async (path: string) => await readFile(path, 'utf8'))
   const retryBaseMs = deps.retryBaseMs ?? 1000
@@ -94,9 +79,9 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
   let closed = false
 
   function schedule (ms: number, task: () => Promise<void>): void {
-    if (timer !== undefined) timers.clearTimeout(timer)
+    if (timer !== undefined) timers.clearTimer(timer)
     if (closed) return
-    timer = timers.setTimeout(() => {
+    timer = timers.setTimer(() => {
       timer = undefined
       // Background work reports through logs and status(), never as an unhandled rejection.
       task().catch((err: unknown) => { log.error({ err }, 'vault auth background task failed') })
@@ -108,9 +93,8 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
   }
 
   function retryDelay (): number {
-    const delay = Math.min(retryMaxMs, retryBaseMs * 2 ** retryAttempt)
     retryAttempt += 1
-    return jittered(delay)
+    return backoffDelayMs(retryAttempt, undefined, { baseMs: retryBaseMs, capMs: retryMaxMs, jitterRatio: 2 * jitterFraction }, random)
   }
 
   function tokenExpired (): boolean {
@@ -158,7 +142,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
       try {
         info = await client.lookupSelf()
       } catch (err) {
-        if (err instanceof SecretError && err.reason === 'denied') {
+        if (err instanceof SecretError && err.kind === 'denied') {
           client.setToken(undefined)
           authenticated = false
           problem = 'Vault refused VAULT_TOKEN (invalid, expired or revoked)'
@@ -208,8 +192,8 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
         const error = err instanceof SecretError ? err : new SecretError('unavailable', 'Vault login failed')
         if (terminal === undefined) {
           problem = authenticated && !tokenExpired()
-            ? `Vault token could not be renewed and logging in again is failing (${error.reason})`
-            : `Vault login failing (${error.reason})`
+            ? `Vault token could not be renewed and logging in again is failing (${error.kind})`
+            : `Vault login failing (${error.kind})`
           const delay = retryDelay()
           log.warn({ method: config.auth, err: error, retryInMs: Math.round(delay) }, 'vault login failed')
           schedule(delay, relogin)
@@ -261,7 +245,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
         await relogin()
         return
       }
-      if (error.reason === 'denied') {
+      if (error.kind === 'denied') {
         authenticated = false
         client.setToken(undefined)
         problem = 'Vault refused VAULT_TOKEN on renewal (expired or revoked)'
@@ -269,7 +253,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
         log.error({ method: config.auth, err: error }, 'vault token renewal refused')
         return
       }
-      problem = `Vault token renewal failing (${error.reason})`
+      problem = `Vault token renewal failing (${error.kind})`
       const untilExpiry = expiresAt === undefined ? Number.POSITIVE_INFINITY : expiresAt - now()
       const delay = Math.min(retryDelay(), untilExpiry)
       log.warn({ method: config.auth, err: error, retryInMs: Math.round(delay) }, 'vault token renewal failed')
@@ -299,7 +283,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
           await client.lookupSelf()
           return false
         } catch (err) {
-          if (!(err instanceof SecretError) || err.reason !== 'denied') throw err
+          if (!(err instanceof SecretError) || err.kind !== 'denied') throw err
           log.warn({ method: config.auth }, 'vault token no longer accepted')
           authenticated = false
           client.setToken(undefined)
@@ -324,7 +308,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
 
     close () {
       closed = true
-      if (timer !== undefined) timers.clearTimeout(timer)
+      if (timer !== undefined) timers.clearTimer(timer)
       timer = undefined
     }
   }

@@ -4,7 +4,7 @@ import createNodeVault from 'node-vault'
 import type { SecretsLog } from './log.js'
 import { z } from 'zod'
 import type { SecretData } from '../providers/types.js'
-import { SecretError } from './types.js'
+import { SecretError } from '../errors.js'
 
 /**
  * A SecretError raised by a Vault call. It carries only a sanitized summary of the failure: the HTTP
@@ -19,7 +19,7 @@ export class VaultRequestError extends SecretError {
   readonly code: string | undefined
   /** Vault answered 503 "Vault is sealed". */
   readonly sealed: boolean
-  constructor (reason: SecretError['reason'], message: string, summary: { status?: number | undefined, code?: string | undefined, sealed?: boolean } = {}) {
+  constructor (reason: SecretError['kind'], message: string, summary: { status?: number | undefined, code?: string | undefined, sealed?: boolean } = {}) {
     super(reason, message)
     this.status = summary.status
     this.code = summary.code
@@ -137,7 +137,7 @@ function scrubVaultErrors (errors: unknown, sensitive: readonly string[]): strin
     .slice(0, 200)
 }
 
-function reasonForStatus (status: number): SecretError['reason'] {
+function reasonForStatus (status: number): SecretError['kind'] {
   if (status === 404) return 'not_found'
   if (status === 401 || status === 403) return 'denied'
   if (status === 412 || status === 429 || status >= 500) return 'unavailable'
@@ -152,7 +152,7 @@ interface Operation {
   /** Values that must never appear in an error message (login material). */
   readonly sensitive?: readonly string[]
   /** How to read a 400 answer (logins: the credentials were refused). */
-  readonly badRequestReason?: SecretError['reason']
+  readonly badRequestReason?: SecretError['kind']
   /** Send no X-Vault-Token: logins (the token may be the expired one being replaced) and sys/health. */
   readonly anonymous?: boolean
 }

@@ -1,8 +1,10 @@
 import type { SecretsLog } from './log.js'
 import type { VaultConfig } from '../config.js'
-import { SecretError, type SecretSource, type SecretSourceHealth } from './types.js'
-import { createVaultAuth, realTimers, type Timers, type VaultAuthDeps } from './vault-auth.js'
+import { type SecretSource, type SecretSourceHealth } from './types.js'
+import { createVaultAuth, type VaultAuthDeps } from './vault-auth.js'
+import { systemTimers, type Timers } from '../time.js'
 import { createVaultClient, VaultRequestError, type VaultClient } from './vault-client.js'
+import { SecretError } from '../errors.js'
 
 export interface VaultSecretSourceDeps {
   config: VaultConfig
@@ -48,7 +50,7 @@ function describeFailure (err: SecretError): string {
  */
 export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSource {
   const { config, log } = deps
-  const timers = deps.timers ?? realTimers
+  const timers = deps.timers ?? systemTimers
   const probeIntervalMs = deps.probeIntervalMs ?? 5000
   const client = deps.client ?? createVaultClient({ addr: config.addr, namespace: config.namespace, timeoutMs: config.timeoutMs, log })
   const auth = createVaultAuth({
@@ -77,7 +79,7 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
   }
 
   function noteFailure (err: unknown): void {
-    if (!(err instanceof SecretError) || err.reason !== 'unavailable') {
+    if (!(err instanceof SecretError) || err.kind !== 'unavailable') {
       // Vault answered (404, 403 on a path, a bad shape): it is reachable; the problem is per secret.
       if (err instanceof VaultRequestError && err.status !== undefined) noteSuccess()
       return
@@ -91,7 +93,7 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
 
   function scheduleProbe (): void {
     if (closed || probeTimer !== undefined) return
-    probeTimer = timers.setTimeout(() => {
+    probeTimer = timers.setTimer(() => {
       probeTimer = undefined
       probe().catch((err: unknown) => { log.error({ err }, 'vault probe failed unexpectedly') })
     }, probeIntervalMs)
@@ -109,7 +111,7 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
       try {
         await client.lookupSelf()
       } catch (err) {
-        if (!(err instanceof SecretError) || err.reason !== 'denied') throw err
+        if (!(err instanceof SecretError) || err.kind !== 'denied') throw err
         await auth.recover()
       }
       noteSuccess()
@@ -123,7 +125,7 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
   function closeNow (): void {
     if (closed) return
     closed = true
-    if (probeTimer !== undefined) timers.clearTimeout(probeTimer)
+    if (probeTimer !== undefined) timers.clearTimer(probeTimer)
     probeTimer = undefined
     auth.close()
     client.close()
@@ -138,7 +140,7 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
       try {
         result = await call()
       } catch (err) {
-        if (!(err instanceof SecretError) || err.reason !== 'denied' || !(await auth.recover())) throw err
+        if (!(err instanceof SecretError) || err.kind !== 'denied' || !(await auth.recover())) throw err
         result = await call()
       }
       noteSuccess()
@@ -161,7 +163,7 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
       } catch (err) {
         // Unreachable or sealed at start: come up degraded and keep trying; the broker can serve
         // grants already in the store. A refused token or role is a configuration error: fail fast.
-        if (err instanceof SecretError && err.reason === 'unavailable') {
+        if (err instanceof SecretError && err.kind === 'unavailable') {
           noteFailure(err)
           return
         }

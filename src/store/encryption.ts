@@ -2,8 +2,8 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import type { Logger } from 'pino'
 import { z } from 'zod'
 import type { Grant } from '../providers/types.js'
-import { StoreError } from './errors.js'
 import { parseStored } from './parse-stored.js'
+import { StoreError } from '../errors.js'
 
 /** One key of TOKEN_ENCRYPTION_KEY: an id written into every envelope it seals, and 32 bytes of AES key. */
 export interface EncryptionKey {

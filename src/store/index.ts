@@ -1,12 +1,11 @@
 import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import { createGrantCipher } from './encryption.js'
-import { StoreError } from './errors.js'
 import { createMemoryGrantStore, type MemoryGrantStore } from './memory-store.js'
 import { createRedisGrantStore, type RedisGrantStore } from './redis-store.js'
+import { StoreError } from '../errors.js'
 
 export { createGrantCipher, parseEncryptionKeySpec, keyId, type GrantCipher, type GrantEnvelope, type EncryptionKey } from './encryption.js'
-export { StoreError, isStoreError, type StoreErrorReason } from './errors.js'
 export { createMemoryGrantStore, type MemoryGrantStore, type MemoryGrantStoreDeps } from './memory-store.js'
 export { createRedisGrantStore, type RedisGrantStore, type RedisGrantStoreOptions } from './redis-store.js'
 export type { GrantStore, Lease, StoredGrant, StoreHealth } from './types.js'

@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto'
 import { pino, type Logger } from 'pino'
 import type { Grant } from '../providers/types.js'
 import type { GrantCipher, GrantEnvelope } from './encryption.js'
-import { StoreError } from './errors.js'
 import type { GrantStore, Lease, StoredGrant } from './types.js'
 import { checkGrant, checkGrantKey, checkLeaseTtl, grantTimeToLive } from './validate.js'
+import { StoreError } from '../errors.js'
 
 export interface MemoryGrantStoreDeps {
   /** Current time in epoch milliseconds; leases and grants expire by this clock. */

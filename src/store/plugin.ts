@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { GrantStore } from './types.js'
 import { createGrantStore } from './index.js'
-import { ConfigError } from '../config.js'
+import { ConfigError } from '../errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {

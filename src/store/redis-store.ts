@@ -4,10 +4,11 @@ import { Redis, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino'
 import { z } from 'zod'
 import type { GrantCipher } from './encryption.js'
-import { StoreError } from './errors.js'
 import type { GrantStore, Lease, StoreHealth } from './types.js'
 import { checkGrant, checkGrantKey, checkLeaseTtl, grantTimeToLive } from './validate.js'
 import { parseStored } from './parse-stored.js'
+import { StoreError } from '../errors.js'
+import { backoffDelayMs, withTimeout } from '../time.js'
 
 export interface RedisGrantStoreOptions {
   /** redis:// or rediss:// URL; settings in `redisOptions` apply on top of it. */
@@ -102,12 +103,9 @@ interface GrantScripts {
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 1000
 const HEALTH_TIMEOUT_MS = 500
-const MAX_RECONNECT_DELAY_MS = 2000
-
-/** Reconnect forever: exponential from 100 ms, capped at 2 s, ±20 % jitter so replicas do not retry in step. */
+/** Reconnect forever: exponential from 100 ms, capped at 2 s, 40 % of it random so replicas do not retry in step. */
 export function reconnectDelay (attempt: number): number {
-  const base = Math.min(50 * 2 ** Math.min(attempt, 10), MAX_RECONNECT_DELAY_MS)
-  return Math.round(base * (0.8 + Math.random() * 0.4))
+  return Math.round(backoffDelayMs(attempt, undefined, { baseMs: 100, capMs: 2000, jitterRatio: 0.4 }))
 }
 
 /**
@@ -448,17 +446,6 @@ async function quit (client: Redis, timeoutMs: number): Promise<void> {
   }
 }
 
-async function withTimeout<T> (promise: Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error('timed out')) }, timeoutMs) })
-    ])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 /** Maps an ioredis failure to a StoreError with a fixed message; the original stays as `cause` for logs. */
 function toStoreError (err: unknown): StoreError {

@@ -1,6 +1,6 @@
 import type { Grant } from '../providers/types.js'
 import { GrantSchema } from './encryption.js'
-import { StoreError } from './errors.js'
+import { StoreError } from '../errors.js'
 
 const grantKeyPattern = /^[^{}\s]{1,200}$/
 

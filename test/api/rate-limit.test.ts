@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig } from '../../src/config.js'
+import { loadConfig } from '../../src/config.js'
 import { buildTestApp, sha256Hex, type TestApp } from '../support/app.js'
 import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
 import { bearer, eventually, expectProblem } from './world.js'
+import { ConfigError } from '../../src/errors.js'
 
 const limit = 2
 const emptySha = createHash('sha256').update('').digest('hex')

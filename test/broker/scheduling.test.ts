@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { backoffDelayMs } from '../../src/broker/backoff.js'
+import { backoffDelayMs } from '../../src/time.js'
 import { earliestRefreshAt, plannedRefreshAt } from '../../src/broker/broker.js'
 import { createRefreshPacer } from '../../src/broker/pacer.js'
 import { createCircuitBreaker } from '../../src/broker/circuit-breaker.js'

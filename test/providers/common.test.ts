@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { jwtExpiryMs, normalizeTokenType, parseLifetimeSeconds, requireSecretFields } from '../../src/providers/common.js'
-import { ProviderError } from '../../src/providers/types.js'
 import { fixedNow } from '../support/providers/context.js'
+import { ProviderError } from '../../src/errors.js'
 
 function unsignedJwt (payload: unknown): string {
   const encode = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { baseUrlFor, endpointUrl, providerHosts } from '../../src/providers/hosts.js'
 import { createProviderRegistry } from '../../src/providers/registry.js'
-import { ProviderError } from '../../src/providers/types.js'
 import { testCredential } from '../support/providers/context.js'
+import { ProviderError } from '../../src/errors.js'
 
 describe('createProviderRegistry', () => {
   const registry = createProviderRegistry()

@@ -9,9 +9,10 @@ import type { VaultConfig } from '../../src/config.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { createFileSecretSource } from '../../src/secrets/file-source.js'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
-import { SecretError, type SecretSource } from '../../src/secrets/types.js'
+import { type SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource, type VaultSecretSourceDeps } from '../../src/secrets/vault-source.js'
 import type { VaultTarget, VaultTargetCapabilities } from '../support/vault/targets.js'
+import { SecretError } from '../../src/errors.js'
 
 /** Log lines captured at debug level, to prove no token or secret value reaches them. */
 export interface CapturedLog {
@@ -42,10 +43,10 @@ export async function waitFor (what: string, condition: () => boolean | Promise<
 
 export const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-export async function expectSecretError (promise: Promise<unknown>, reason: SecretError['reason']): Promise<SecretError> {
+export async function expectSecretError (promise: Promise<unknown>, reason: SecretError['kind']): Promise<SecretError> {
   const error = await promise.then(() => undefined, (err: unknown) => err)
   expect(error).toBeInstanceOf(SecretError)
-  expect((error as SecretError).reason).toBe(reason)
+  expect((error as SecretError).kind).toBe(reason)
   return error as SecretError
 }
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { SecretError } from '../../src/errors.js'
 import { inspect } from 'node:util'
 import createNodeVault from 'node-vault'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -112,7 +113,7 @@ describe('no token or secret reaches a log line or an error', () => {
         expect(errors.length).toBeGreaterThanOrEqual(3)
         for (const error of errors) {
           expect(error).toBeInstanceOf(Error)
-          expect((error as Error).name).toBe('SecretError')
+          expect(error).toBeInstanceOf(SecretError)
           expect((error as Error).cause).toBeUndefined()
           expectClean((error as Error).message, 'an error message')
           expectClean(JSON.stringify(serializeError(error)), 'a serialized error')

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
-import { SecretError, type SecretSource, type SecretSourceHealth, type SecretValue } from '../../src/secrets/types.js'
+import { type SecretSource, type SecretSourceHealth, type SecretValue } from '../../src/secrets/types.js'
 import { captureLog, expectSecretError, waitFor } from './contract.js'
+import { SecretError } from '../../src/errors.js'
 
 /** An in-memory source whose reads can be held open and whose availability can be switched off. */
 function fakeSource () {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import type { VaultConfig } from '../../src/config.js'
-import { createVaultAuth, type Timers, type VaultAuth } from '../../src/secrets/vault-auth.js'
+import { createVaultAuth, type VaultAuth } from '../../src/secrets/vault-auth.js'
+import type { Timers } from '../../src/time.js'
 import { createVaultClient } from '../../src/secrets/vault-client.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
 import { captureLog, expectSecretError, waitFor } from './contract.js'
@@ -18,12 +19,12 @@ function manualTimers (): ManualTimers {
   return {
     pending,
     timers: {
-      setTimeout: (callback, ms) => {
+      setTimer: (callback, ms) => {
         const handle = { callback, ms }
         pending.push(handle)
         return handle
       },
-      clearTimeout: handle => {
+      clearTimer: handle => {
         const index = pending.indexOf(handle as ManualTimers['pending'][number])
         if (index !== -1) pending.splice(index, 1)
       }

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
 import { serializeError } from '../../src/observability/logger.js'
-import { SecretError } from '../../src/secrets/types.js'
 import { createVaultClient, VaultRequestError, type VaultClient } from '../../src/secrets/vault-client.js'
 import { freePort } from '../support/ports.js'
 import { sendJson, startScriptedServer, type ScriptedServer } from '../support/vault/scripted-server.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
 import { captureLog, expectSecretError } from './contract.js'
+import { SecretError } from '../../src/errors.js'
 
 describe('vault client', () => {
   const cleanups: Array<() => Promise<void> | void> = []
@@ -120,7 +120,6 @@ describe('vault client', () => {
       expect(error.message).not.toContain(token)
       expect(error.message).toMatch(/500: failed for \*\*\*/)
       expect(error.cause).toBeUndefined()
-      expect(error.name).toBe('SecretError')
       expect(error).toBeInstanceOf(SecretError)
     })
   })

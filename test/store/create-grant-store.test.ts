@@ -42,7 +42,7 @@ describe('createGrantStore', () => {
     prefixes.push(prefix)
     const config = { redis: { url: testRedisUrl(), keyPrefix: prefix }, encryptionKey: 'vault:secret/broker#token_key' }
     await expect(async () => { opened.push(createGrantStore(config, { log: captureLogs().log })) })
-      .rejects.toMatchObject({ name: 'StoreError', reason: 'invalid' })
+      .rejects.toMatchObject({ name: 'StoreError', kind: 'invalid' })
     const store = createGrantStore(config, { log: captureLogs().log, encryptionKey: `vault-v3:${randomKey()}` })
     opened.push(store)
     const key = randomGrantKey()
@@ -53,6 +53,6 @@ describe('createGrantStore', () => {
 
   it('refuses Redis without an encryption key', () => {
     expect(() => createGrantStore({ redis: { url: testRedisUrl(), keyPrefix: 'x' }, encryptionKey: undefined }, { log: captureLogs().log }))
-      .toThrow(expect.objectContaining({ name: 'StoreError', reason: 'invalid' }))
+      .toThrow(expect.objectContaining({ name: 'StoreError', kind: 'invalid' }))
   })
 })

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { createGrantCipher, keyId, parseEncryptionKeySpec } from '../../src/store/encryption.js'
-import { StoreError } from '../../src/store/errors.js'
 import { captureLogs, makeGrant, randomKey } from './helpers.js'
+import { StoreError } from '../../src/errors.js'
 
 describe('parseEncryptionKeySpec', () => {
   it('reads one base64 key, naming it by the first 8 hex characters of its sha256', () => {
@@ -34,7 +34,7 @@ describe('parseEncryptionKeySpec', () => {
       failure = err
     }
     expect(failure).toBeInstanceOf(StoreError)
-    expect((failure as StoreError).reason).toBe('invalid')
+    expect((failure as StoreError).kind).toBe('invalid')
     for (const part of spec.split(/[,:]/).filter(part => part.length > 8)) {
       expect((failure as StoreError).message).not.toContain(part)
     }

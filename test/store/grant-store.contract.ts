@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { StoreError } from '../../src/store/errors.js'
 import type { GrantStore, Lease } from '../../src/store/types.js'
 import { makeGrant, randomGrantKey, recordGrants, sleep, waitUntil } from './helpers.js'
+import { StoreError } from '../../src/errors.js'
 
 /** The state one test works on: a Redis key prefix, or one embedded store. */
 export interface StoreWorld {
@@ -263,7 +263,7 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
       it('rejects calls with a StoreError once closed, and reports down', async () => {
         await replicaA.close()
         await expect(replicaA.get(key)).rejects.toBeInstanceOf(StoreError)
-        await expect(replicaA.acquireLease(key, 1000)).rejects.toMatchObject({ name: 'StoreError', reason: 'closed' })
+        await expect(replicaA.acquireLease(key, 1000)).rejects.toMatchObject({ name: 'StoreError', kind: 'closed' })
         expect((await replicaA.health()).state).toBe('down')
         // Closing twice is harmless.
         await replicaA.close()
@@ -272,9 +272,9 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
 
     describe('arguments', () => {
       it('rejects a key that would break the hash tag, and a lease time that is not positive', async () => {
-        await expect(replicaA.get('a}b')).rejects.toMatchObject({ name: 'StoreError', reason: 'invalid' })
-        await expect(replicaA.acquireLease(key, 0)).rejects.toMatchObject({ name: 'StoreError', reason: 'invalid' })
-        await expect(replicaA.acquireLease(key, Number.NaN)).rejects.toMatchObject({ name: 'StoreError', reason: 'invalid' })
+        await expect(replicaA.get('a}b')).rejects.toMatchObject({ name: 'StoreError', kind: 'invalid' })
+        await expect(replicaA.acquireLease(key, 0)).rejects.toMatchObject({ name: 'StoreError', kind: 'invalid' })
+        await expect(replicaA.acquireLease(key, Number.NaN)).rejects.toMatchObject({ name: 'StoreError', kind: 'invalid' })
       })
     })
   })

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { expect } from 'vitest'
 import { createLogger } from '../../src/observability/logger.js'
 import type { Grant } from '../../src/providers/types.js'
-import { StoreError, type StoreErrorReason } from '../../src/store/errors.js'
+import { StoreError, type StoreErrorKind } from '../../src/errors.js'
 
 /** A grant with random, recognisable tokens (so a test can look for them in Redis and in logs). */
 export function makeGrant (options: { expiresInMs?: number, now?: number, optional?: boolean } = {}): Grant {
@@ -61,7 +61,7 @@ export function recordGrants (store: { onGrant: (listener: (key: string) => void
  * Asserts that `promise` rejects with a StoreError (optionally of `reason`) no later than `withinMs` after
  * the call started, rather than hanging.
  */
-export async function expectStoreErrorWithin (promise: Promise<unknown>, withinMs: number, reason?: StoreErrorReason): Promise<StoreError> {
+export async function expectStoreErrorWithin (promise: Promise<unknown>, withinMs: number, reason?: StoreErrorKind): Promise<StoreError> {
   const started = Date.now()
   let failure: unknown
   try {
@@ -73,7 +73,7 @@ export async function expectStoreErrorWithin (promise: Promise<unknown>, withinM
   expect(failure, 'expected a rejection').toBeInstanceOf(StoreError)
   const err = failure as StoreError
   expect(err.name).toBe('StoreError')
-  if (reason !== undefined) expect(err.reason).toBe(reason)
+  if (reason !== undefined) expect(err.kind).toBe(reason)
   expect(elapsed).toBeLessThanOrEqual(withinMs)
   return err
 }

@@ -128,7 +128,7 @@ describe('redis grant store when Redis fails', () => {
     world = await createRedisWorld({ url: `redis://127.0.0.1:${await freePort()}`, deleteKeys: false })
     const store = await world.openWith({ ready: false })
     await expectStoreErrorWithin(store.get(randomGrantKey()), 1500, 'unavailable')
-    await expect(store.ready(300)).rejects.toMatchObject({ name: 'StoreError', reason: 'unavailable' })
+    await expect(store.ready(300)).rejects.toMatchObject({ name: 'StoreError', kind: 'unavailable' })
     expect((await store.health()).state).toBe('down')
   })
 })

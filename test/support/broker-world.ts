@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { pino, type Logger } from 'pino'
 import { createBroker, type BrokerObserver, type BrokerOptions, type RefreshReason, type RefreshResult } from '../../src/broker/broker.js'
-import type { Clock } from '../../src/broker/clock.js'
+import type { Clock } from '../../src/time.js'
 import type { Broker } from '../../src/broker/types.js'
 import { CredentialSchema, type CredentialConfig } from '../../src/config.js'
 import { createProviderRegistry } from '../../src/providers/registry.js'

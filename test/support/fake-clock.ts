@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from '../../src/broker/clock.js'
+import type { Clock, TimerHandle } from '../../src/time.js'
 
 interface FakeTimer { id: number, at: number, callback: () => void }
 

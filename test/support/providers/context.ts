@@ -6,7 +6,8 @@
 import type { Logger } from 'pino'
 import { CredentialSchema, type CredentialConfig, type ProviderKind } from '../../../src/config.js'
 import { createLogger } from '../../../src/observability/logger.js'
-import { ProviderError, type ProviderContext } from '../../../src/providers/types.js'
+import { type ProviderContext } from '../../../src/providers/types.js'
+import { ProviderError } from '../../../src/errors.js'
 
 /** A fixed, realistic instant (2023-11-14T22:13:20Z) so expiry arithmetic is easy to read in tests. */
 export const fixedNow = 1_700_000_000_000
