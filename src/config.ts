@@ -4,14 +4,13 @@ import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError } from './errors.js'
+import { descriptorOf, providerKinds } from './providers/catalog.js'
 
 /** Where the checked-in example credentials and secrets live (used only in embedded mode). */
 export const embeddedDir = join(dirname(fileURLToPath(import.meta.url)), 'embedded')
 export const embeddedCredentialsFile = join(embeddedDir, 'credentials.example.yaml')
 export const embeddedSecretsFile = join(embeddedDir, 'secrets.example.json')
 
-const providerKinds = ['kivra', 'kigo', 'klavi', 'sir-giving', 'oauth2'] as const
-export type ProviderKind = typeof providerKinds[number]
 
 const emptyToUndefined = (value: unknown): unknown => value === '' ? undefined : value
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional())
@@ -108,13 +107,15 @@ export const CredentialSchema = z.strictObject({
   backend_only: z.boolean().default(true),
   allowed_callers: z.array(credentialId).default([])
 }).superRefine((credential, ctx) => {
-  if (credential.provider === 'oauth2' && credential.token_url === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['token_url'], message: 'required when provider is oauth2' })
+  const descriptor = descriptorOf(credential.provider)
+  // A provider without documented hosts (generic OAuth2) is reached only through its token_url.
+  if (descriptor.hosts === undefined && credential.token_url === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['token_url'], message: `required when provider is ${credential.provider}` })
   }
-  if (credential.provider !== 'oauth2' && credential.token_url !== undefined) {
+  if (descriptor.hosts !== undefined && credential.token_url !== undefined) {
     ctx.addIssue({ code: 'custom', path: ['token_url'], message: 'only allowed when provider is oauth2 (use base_url to override a provider host)' })
   }
-  if (credential.provider !== 'oauth2' && !credential.backend_only) {
+  if (descriptor.alwaysBackendOnly && !credential.backend_only) {
     ctx.addIssue({ code: 'custom', path: ['backend_only'], message: 'partner credentials are always backend-only' })
   }
 })

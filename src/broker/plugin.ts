@@ -3,7 +3,7 @@ import type { BrokerProviders, BrokerOptions } from './broker.js'
 import { createBroker } from './broker.js'
 import type { Clock } from '../time.js'
 import type { Broker } from './types.js'
-import { createProviderRegistry } from '../providers/registry.js'
+import { createProviderRegistry, descriptorOf } from '../providers/catalog.js'
 import { circuitBreakerStates } from '../observability/metrics.js'
 
 declare module 'fastify' {
@@ -52,7 +52,7 @@ export const brokerPlugin = fp<BrokerPluginOptions>(async (app, options) => {
     }
   })
   for (const credential of app.config.credentials) {
-    metrics.initCredential({ id: credential.id, provider: credential.provider, mintsTokens: credential.provider !== 'sir-giving' })
+    metrics.initCredential({ id: credential.id, provider: credential.provider, mintsTokens: descriptorOf(credential.provider).mechanism === 'token' })
   }
   const clockNow = options.clock?.now ?? Date.now
   metrics.setGrantExpirySource(() => broker.statuses().flatMap(status =>

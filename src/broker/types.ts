@@ -1,5 +1,5 @@
 import type { Grant, SigningRequest, WebhookInput, WebhookResult } from '../providers/types.js'
-import type { ProviderKind } from '../config.js'
+import type { ProviderKind } from '../providers/catalog.js'
 
 /** Where a handed-out token came from, for metrics and audit. */
 export type TokenSource = 'local' | 'store' | 'refreshed' | 'stale'
@@ -9,7 +9,8 @@ export interface IssuedToken {
   source: TokenSource
 }
 
-export type CredentialState = 'unknown' | 'fresh' | 'refreshing' | 'stale' | 'failing' | 'static'
+export const credentialStates = ['unknown', 'fresh', 'refreshing', 'stale', 'failing', 'static'] as const
+export type CredentialState = typeof credentialStates[number]
 
 /** What an operator (or a permitted caller) may see of a credential. Never a secret or a token. */
 export interface CredentialStatus {

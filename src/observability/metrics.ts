@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { ProviderKind } from '../config.js'
+import type { ProviderKind } from '../providers/catalog.js'
 
 /*
  * The broker's Prometheus metrics. Names and label sets are a public contract: the alert rules in

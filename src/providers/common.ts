@@ -1,6 +1,7 @@
 /** Small helpers every adapter shares: secret field checks, lifetime parsing, JWT `exp`, grant building. */
 import { decodeJwt } from 'jose'
-import { type Grant, type SecretData } from './types.js'
+import type { Environment, Grant, SecretData } from './types.js'
+import type { CredentialConfig } from '../config.js'
 import { ProviderError } from '../errors.js'
 
 /** Longest lifetime we believe from a provider; anything longer is a unit mistake or garbage. */
@@ -71,4 +72,26 @@ export function grantFor (fields: { accessToken: string, tokenType?: string | un
     scope: fields.scope,
     refreshToken: fields.refreshToken
   }
+}
+
+type HostedCredential = Pick<CredentialConfig, 'provider' | 'environment' | 'base_url'>
+
+/**
+ * The base URL a credential talks to: its `base_url` override (stand-ins in tests, Klavi's "testing" host,
+ * a proxy), else the provider's documented host for its environment. Trailing slashes are dropped so that
+ * a documented path can be appended as is. Throws a permanent ProviderError for a provider without
+ * documented hosts (generic OAuth2: its credentials name a token_url).
+ */
+export function baseUrlOf (credential: HostedCredential, hosts: Readonly<Record<Environment, string>> | undefined): string {
+  if (credential.base_url !== undefined) return credential.base_url.replace(/\/+$/, '')
+  if (hosts === undefined) throw new ProviderError('permanent', `${credential.provider} credentials have no documented host; configure token_url`)
+  return hosts[credential.environment]
+}
+
+/**
+ * The URL of a documented endpoint (`path` starts with "/") under the credential's base URL. A base URL
+ * with a path prefix (a proxy) keeps its prefix, which `new URL(path, base)` would drop.
+ */
+export function endpointUrlOf (credential: HostedCredential, hosts: Readonly<Record<Environment, string>> | undefined, path: string): URL {
+  return new URL(baseUrlOf(credential, hosts) + path)
 }

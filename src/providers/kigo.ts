@@ -3,14 +3,24 @@
  * no expiry field in the answer. Contract: providers.md § Kigo.
  */
 import { z } from 'zod'
-import { grantFor, jwtExpiryMs, requireSecretFields, secretField } from './common.js'
-import { endpointUrl } from './hosts.js'
+import { endpointUrlOf, grantFor, jwtExpiryMs, requireSecretFields, secretField } from './common.js'
 import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest } from './http.js'
-import { type Grant, type ProviderContext, type SecretData, type TokenAdapter } from './types.js'
+import type { Grant, ProviderContext, SecretData, TokenAdapter, TokenProviderDescriptor } from './types.js'
 import { ProviderError } from '../errors.js'
 
+/**
+ * From a public Kigo front end, not the official docs (docs/providers.md § Kigo); "sandbox" maps to their
+ * staging host.
+ */
+const hosts = {
+  production: 'https://api.kigodigital.net',
+  sandbox: 'https://kigo-core-server-stage.kigodigital.net'
+} as const
+
 /** The documented partner token life; `lifetime_seconds` overrides it. */
-export const kigoDefaultLifetimeSeconds = 1800
+const defaultLifetimeSeconds = 1800
+
+const secretFields = ['api_key', 'partner_id'] as const
 
 const SessionResponseSchema = z.object({ token: z.string().min(1) })
 
@@ -19,7 +29,6 @@ const ErrorBodySchema = z.object({ message: z.string().optional() })
 
 /** Creates the Kigo token adapter. */
 export function createKigoAdapter (): TokenAdapter {
-  const secretFields = ['api_key', 'partner_id'] as const
   return {
     kind: 'token',
     provider: 'kigo',
@@ -32,7 +41,7 @@ export function createKigoAdapter (): TokenAdapter {
       const answer = await sendRequest({
         operation,
         method: 'POST',
-        url: endpointUrl(credential, '/api/v1/auth/sessions'),
+        url: endpointUrlOf(credential, hosts, '/api/v1/auth/sessions'),
         json: { api_key: secretField(secret, 'api_key'), partner_id: secretField(secret, 'partner_id') }
       }, ctx)
 
@@ -57,7 +66,19 @@ export function createKigoAdapter (): TokenAdapter {
         return { ...grantFor({ accessToken: token }, obtainedAt, 0), expiresAt: expMs }
       }
       ctx.log.info({ credentialId: credential.id, lifetimeSource: credential.lifetime_seconds === undefined ? 'documented' : 'configured' }, 'kigo token minted')
-      return grantFor({ accessToken: token }, obtainedAt, credential.lifetime_seconds ?? kigoDefaultLifetimeSeconds)
+      return grantFor({ accessToken: token }, obtainedAt, credential.lifetime_seconds ?? defaultLifetimeSeconds)
     }
   }
+}
+
+export const kigoProvider: TokenProviderDescriptor = {
+  mechanism: 'token',
+  hosts,
+  defaultLifetimeSeconds,
+  secretFields,
+  optionalSecretFields: [],
+  acceptsScope: false,
+  alwaysBackendOnly: true,
+  webhookVerifier: undefined,
+  createAdapter: createKigoAdapter
 }

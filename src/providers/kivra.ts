@@ -3,14 +3,22 @@
  * ("refresh" = mint again). Contract: providers.md § Kivra.
  */
 import { z } from 'zod'
-import { grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
-import { endpointUrl } from './hosts.js'
+import { endpointUrlOf, grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
 import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest } from './http.js'
-import { type Grant, type ProviderContext, type SecretData, type TokenAdapter } from './types.js'
+import type { Grant, ProviderContext, SecretData, TokenAdapter, TokenProviderDescriptor } from './types.js'
+import { kivraWebhookVerifier } from './webhooks.js'
 import { ProviderError } from '../errors.js'
 
+/** Documented hosts (docs/providers.md § Kivra). */
+const hosts = {
+  production: 'https://sender.api.kivra.com',
+  sandbox: 'https://sender.sandbox-api.kivra.com'
+} as const
+
 /** Documented lifetime, used only when an answer has no `expires_in` and no `lifetime_seconds` is configured. */
-export const kivraDefaultLifetimeSeconds = 28_800
+const defaultLifetimeSeconds = 28_800
+
+const secretFields = ['client_id', 'client_secret'] as const
 
 /** 40103 invalid grant, 40104 invalid client: the client secret is wrong or rotated (providers.md). */
 const credentialErrorCodes = new Set(['40103', '40104'])
@@ -31,7 +39,6 @@ const ErrorBodySchema = z.object({
 
 /** Creates the Kivra token adapter. */
 export function createKivraAdapter (): TokenAdapter {
-  const secretFields = ['client_id', 'client_secret'] as const
   return {
     kind: 'token',
     provider: 'kivra',
@@ -51,7 +58,7 @@ export function createKivraAdapter (): TokenAdapter {
       const answer = await sendRequest({
         operation,
         method: 'POST',
-        url: endpointUrl(credential, '/v1/auth'),
+        url: endpointUrlOf(credential, hosts, '/v1/auth'),
         headers: { authorization: `Basic ${basic}` },
         form
       }, ctx)
@@ -78,11 +85,23 @@ export function createKivraAdapter (): TokenAdapter {
         if (token.expires_in !== undefined) {
           throw new ProviderError('bad-response', `${operation}: HTTP ${answer.status} with an unusable expires_in`, { status: answer.status, correlationId })
         }
-        lifetimeSeconds = credential.lifetime_seconds ?? kivraDefaultLifetimeSeconds
+        lifetimeSeconds = credential.lifetime_seconds ?? defaultLifetimeSeconds
         ctx.log.warn({ credentialId: credential.id, correlationId, lifetimeSeconds }, 'kivra answer has no expires_in; using the configured or documented lifetime')
       }
       ctx.log.info({ credentialId: credential.id, correlationId }, 'kivra token minted')
       return grantFor({ accessToken: token.access_token, tokenType: token.token_type, scope: token.scope ?? credential.scope }, obtainedAt, lifetimeSeconds)
     }
   }
+}
+
+export const kivraProvider: TokenProviderDescriptor = {
+  mechanism: 'token',
+  hosts,
+  defaultLifetimeSeconds,
+  secretFields,
+  optionalSecretFields: ['webhookSecret'],
+  acceptsScope: true,
+  alwaysBackendOnly: true,
+  webhookVerifier: kivraWebhookVerifier,
+  createAdapter: createKivraAdapter
 }

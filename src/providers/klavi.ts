@@ -3,13 +3,21 @@
  * `GET /data/v1/refresh` with the current token. Contract: providers.md § Klavi.
  */
 import { z } from 'zod'
-import { grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
-import { endpointUrl } from './hosts.js'
+import { endpointUrlOf, grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
 import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest, type HttpAnswer } from './http.js'
-import type { Grant, ProviderContext, SecretData, TokenAdapter } from './types.js'
+import type { Grant, ProviderContext, SecretData, TokenAdapter, TokenProviderDescriptor } from './types.js'
+import { klaviWebhookVerifier } from './webhooks.js'
+
+/** Documented hosts (docs/providers.md § Klavi); the "testing" host https://api-testing.klavi.ai is reached with base_url. */
+const hosts = {
+  production: 'https://api.klavi.ai',
+  sandbox: 'https://api-sandbox.klavi.ai'
+} as const
 
 /** Documented `expireIn`; used (unless `lifetime_seconds` is configured) when the answer's is missing or garbage. */
-export const klaviDefaultLifetimeSeconds = 1800
+const defaultLifetimeSeconds = 1800
+
+const secretFields = ['accessKey', 'secretKey'] as const
 
 const TokenResponseSchema = z.object({
   accessToken: z.string().min(1),
@@ -26,7 +34,6 @@ const ErrorBodySchema = z.object({
 
 /** Creates the Klavi token adapter (mint and refresh). */
 export function createKlaviAdapter (): TokenAdapter {
-  const secretFields = ['accessKey', 'secretKey'] as const
 
   function failure (answer: HttpAnswer, operation: string, secret: SecretData, ctx: ProviderContext): Error {
     const body = readErrorBody(answer, ErrorBodySchema)
@@ -43,7 +50,7 @@ export function createKlaviAdapter (): TokenAdapter {
     const token = parseJsonAnswer(answer, TokenResponseSchema, operation)
     let lifetimeSeconds = parseLifetimeSeconds(token.expireIn)
     if (lifetimeSeconds === undefined) {
-      lifetimeSeconds = ctx.credential.lifetime_seconds ?? klaviDefaultLifetimeSeconds
+      lifetimeSeconds = ctx.credential.lifetime_seconds ?? defaultLifetimeSeconds
       ctx.log.warn({
         credentialId: ctx.credential.id,
         operation,
@@ -61,7 +68,7 @@ export function createKlaviAdapter (): TokenAdapter {
     const answer = await sendRequest({
       operation,
       method: 'POST',
-      url: endpointUrl(ctx.credential, '/data/v1/auth'),
+      url: endpointUrlOf(ctx.credential, hosts, '/data/v1/auth'),
       json: { accessKey: secretField(secret, 'accessKey'), secretKey: secretField(secret, 'secretKey') }
     }, ctx)
     if (answer.status < 200 || answer.status > 299) throw failure(answer, operation, secret, ctx)
@@ -82,7 +89,7 @@ export function createKlaviAdapter (): TokenAdapter {
     const answer = await sendRequest({
       operation,
       method: 'GET',
-      url: endpointUrl(ctx.credential, '/data/v1/refresh'),
+      url: endpointUrlOf(ctx.credential, hosts, '/data/v1/refresh'),
       headers: { authorization: `Bearer ${grant.accessToken}` }
     }, ctx)
     // "If refresh answers 401, fall back to /auth" (providers.md): the token is invalid or expired on
@@ -98,4 +105,16 @@ export function createKlaviAdapter (): TokenAdapter {
   }
 
   return { kind: 'token', provider: 'klavi', secretFields, mint, refresh }
+}
+
+export const klaviProvider: TokenProviderDescriptor = {
+  mechanism: 'token',
+  hosts,
+  defaultLifetimeSeconds,
+  secretFields,
+  optionalSecretFields: [],
+  acceptsScope: false,
+  alwaysBackendOnly: true,
+  webhookVerifier: klaviWebhookVerifier,
+  createAdapter: createKlaviAdapter
 }

@@ -6,11 +6,13 @@
 import * as oauth from 'oauth4webapi'
 import { grantFor, jwtExpiryMs, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
 import { kindForStatus, parseRetryAfter, safeText } from './http.js'
-import { type Grant, type ProviderContext, type SecretData, type TokenAdapter } from './types.js'
+import type { Grant, ProviderContext, SecretData, TokenAdapter, TokenProviderDescriptor } from './types.js'
 import { ProviderError } from '../errors.js'
 
 /** Used when an answer has no expires_in, the token is no JWT with exp, and no lifetime_seconds is configured. */
-export const oauth2DefaultLifetimeSeconds = 3600
+const defaultLifetimeSeconds = 3600
+
+const secretFields = ['client_id', 'client_secret'] as const
 
 /** RFC 6749 §5.2 errors that mean our client credentials are wrong (or the client is not allowed this grant). */
 const credentialErrors = new Set(['invalid_client', 'unauthorized_client', 'invalid_grant'])
@@ -26,7 +28,6 @@ export function isLoopbackHost (hostname: string): boolean {
 
 /** Creates the generic OAuth2 client credentials adapter. */
 export function createOAuth2Adapter (): TokenAdapter {
-  const secretFields = ['client_id', 'client_secret'] as const
   return {
     kind: 'token',
     provider: 'oauth2',
@@ -90,7 +91,7 @@ export function createOAuth2Adapter (): TokenAdapter {
           ctx.log.info({ credentialId: credential.id, lifetimeSource: 'jwt-exp' }, 'oauth2 token minted')
           return { ...grantFor({ accessToken: token.access_token, tokenType: token.token_type, scope: token.scope ?? credential.scope }, obtainedAt, 0), expiresAt: expMs }
         }
-        lifetimeSeconds = credential.lifetime_seconds ?? oauth2DefaultLifetimeSeconds
+        lifetimeSeconds = credential.lifetime_seconds ?? defaultLifetimeSeconds
         ctx.log.warn({ credentialId: credential.id, lifetimeSeconds }, 'oauth2 answer has no usable expires_in; using the configured or default lifetime')
       }
       ctx.log.info({ credentialId: credential.id, lifetimeSource: 'expires_in' }, 'oauth2 token minted')
@@ -139,4 +140,17 @@ function processingFailure (err: unknown, operation: string, status: number, sec
     return new ProviderError('bad-response', `${operation}: HTTP ${status} with an unusable token response (${code})`, { status })
   }
   return new ProviderError('bad-response', `${operation}: HTTP ${status} could not be processed`, { status })
+}
+
+/** Any OAuth2 server: no documented host (each credential names its token_url), backend-only unless configured otherwise. */
+export const oauth2Provider: TokenProviderDescriptor = {
+  mechanism: 'token',
+  hosts: undefined,
+  defaultLifetimeSeconds,
+  secretFields,
+  optionalSecretFields: [],
+  acceptsScope: true,
+  alwaysBackendOnly: false,
+  webhookVerifier: undefined,
+  createAdapter: createOAuth2Adapter
 }

@@ -5,7 +5,8 @@
 import { createHmac } from 'node:crypto'
 import { z } from 'zod'
 import { requireSecretFields, secretField } from './common.js'
-import type { ProviderContext, SecretData, SigningAdapter, SigningRequest } from './types.js'
+import type { ProviderContext, SecretData, SigningAdapter, SigningProviderDescriptor, SigningRequest } from './types.js'
+import { sirGivingWebhookVerifier } from './webhooks.js'
 
 /** sha256 of the empty body, as documented ("Empty body hashes to e3b0c442…b855"). */
 export const emptyBodySha256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
@@ -17,10 +18,17 @@ export const SigningRequestSchema = z.object({
   bodySha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex characters (sha256 of the raw body)')
 })
 
+/** Documented hosts (docs/providers.md § SIR Giving): pk_test_/sk_test_ keys on the sandbox, pk_live_/sk_live_ in production. */
+const hosts = {
+  production: 'https://api.sirgiving.org',
+  sandbox: 'https://devapi.sirgiving.org'
+} as const
+
+// hmacSecret is optional: legacy keys sign with the secret key itself (docs/providers.md).
+const secretFields = ['secretKey'] as const
+
 /** Creates the SIR Giving request signer. */
 export function createSirGivingAdapter (): SigningAdapter {
-  // hmacSecret is optional: legacy keys sign with the secret key itself (providers.md).
-  const secretFields = ['secretKey'] as const
   const warnedLegacy = new Set<string>()
   return {
     kind: 'signing',
@@ -52,4 +60,16 @@ export function createSirGivingAdapter (): SigningAdapter {
       }
     }
   }
+}
+
+export const sirGivingProvider: SigningProviderDescriptor = {
+  mechanism: 'signing',
+  hosts,
+  defaultLifetimeSeconds: undefined,
+  secretFields,
+  optionalSecretFields: ['hmacSecret', 'publicKey', 'webhookSecret'],
+  acceptsScope: false,
+  alwaysBackendOnly: true,
+  webhookVerifier: sirGivingWebhookVerifier,
+  createAdapter: createSirGivingAdapter
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
-import type { CredentialConfig, ProviderKind } from '../config.js'
+import type { CredentialConfig } from '../config.js'
+import type { ProviderKind } from './catalog.js'
 
 /** What a provider gave us. Never logged; stored encrypted. Times are epoch milliseconds. */
 export interface Grant {
@@ -81,3 +82,42 @@ export interface WebhookVerifier {
   readonly provider: ProviderKind
   verify: (input: WebhookInput, secret: SecretData, ctx: { now: () => number, toleranceSeconds: number }) => WebhookResult
 }
+
+/** The two environments every provider documents; a credential picks one. */
+export type Environment = 'sandbox' | 'production'
+
+interface ProviderDescriptorBase {
+  /** The hosts the provider documents, per environment; undefined when each credential names its own URL (generic OAuth2's token_url). */
+  readonly hosts: Readonly<Record<Environment, string>> | undefined
+  /**
+   * The token lifetime assumed when an answer states none and the credential configures no
+   * `lifetime_seconds`: the provider's documented lifetime (docs/providers.md), or ours for generic OAuth2.
+   * Undefined for signing providers, which have no tokens.
+   */
+  readonly defaultLifetimeSeconds: number | undefined
+  /** Fields the secret must hold (checked before any network call). */
+  readonly secretFields: readonly string[]
+  /** Fields the secret may hold for optional features (webhook keys, legacy signing). */
+  readonly optionalSecretFields: readonly string[]
+  /** Whether a token may be minted for a scope (a narrower scope is a different token). */
+  readonly acceptsScope: boolean
+  /** Partner credentials are backend-only whatever the file says; a generic OAuth2 credential may opt out. */
+  readonly alwaysBackendOnly: boolean
+  /** Verifies the provider's signed webhooks; undefined when it sends none we know of. */
+  readonly webhookVerifier: WebhookVerifier | undefined
+}
+
+/** A provider whose credential is a bearer token the broker mints, caches and refreshes. */
+export interface TokenProviderDescriptor extends ProviderDescriptorBase {
+  readonly mechanism: 'token'
+  readonly createAdapter: () => TokenAdapter
+}
+
+/** A provider with static keys whose requests are signed one by one. */
+export interface SigningProviderDescriptor extends ProviderDescriptorBase {
+  readonly mechanism: 'signing'
+  readonly createAdapter: () => SigningAdapter
+}
+
+/** Everything the broker knows about one kind of provider: written once, in the provider's own file, and listed in catalog.ts. */
+export type ProviderDescriptor = TokenProviderDescriptor | SigningProviderDescriptor

@@ -5,23 +5,16 @@ import { z } from 'zod'
 import { assertMayUse, mayUse } from '../auth/policy.js'
 import type { Caller, CredentialConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
+import { descriptorOf, expectedLifetimeSeconds } from '../providers/catalog.js'
 import type { CredentialStatus, IssuedToken } from '../broker/types.js'
 import { fingerprint, grantFingerprint } from '../broker/broker.js'
 import { CredentialIdParams, CredentialStatusSchema, TokenSchema, problems } from './schemas.js'
 
-/** Documented lifetimes, used to bound min_ttl before any grant is held (providers.md). */
-const documentedLifetimeSeconds: Record<CredentialConfig['provider'], number | undefined> = {
-  kivra: 28_800,
-  kigo: 1800,
-  klavi: 1800,
-  'sir-giving': undefined,
-  oauth2: undefined
-}
 /** Upper bound of min_ttl when neither config nor docs give a lifetime. */
 const maxMinTtlSeconds = 86_400
 
 export function maxLifetimeSeconds (credential: CredentialConfig): number {
-  return credential.lifetime_seconds ?? documentedLifetimeSeconds[credential.provider] ?? maxMinTtlSeconds
+  return expectedLifetimeSeconds(credential) ?? maxMinTtlSeconds
 }
 
 export function toStatusBody (status: CredentialStatus, kind: 'token' | 'signing'): z.infer<typeof CredentialStatusSchema> {
@@ -53,7 +46,7 @@ function expiryText (grant: IssuedToken['grant']): string {
   return text
 }
 
-export const credentialKind = (credential: CredentialConfig): 'token' | 'signing' => credential.provider === 'sir-giving' ? 'signing' : 'token'
+export const credentialKind = (credential: CredentialConfig): 'token' | 'signing' => descriptorOf(credential.provider).mechanism
 
 /**
  * Digits only: a plain number coercion would read "" as 0 (a token about to expire instead of the default

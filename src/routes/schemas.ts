@@ -1,5 +1,7 @@
 import { z } from 'zod'
 import { errorTable, type ErrorCode } from '../errors.js'
+import { providerKinds } from '../providers/catalog.js'
+import { credentialStates } from '../broker/types.js'
 
 /** RFC 9457 problem document, as every error of the API is answered. */
 export const ProblemSchema = z.looseObject({
@@ -51,10 +53,10 @@ export const TokenSchema = z.object({
 
 export const CredentialStatusSchema = z.object({
   id: z.string(),
-  provider: z.enum(['kivra', 'kigo', 'klavi', 'sir-giving', 'oauth2']),
+  provider: z.enum(providerKinds),
   environment: z.enum(['sandbox', 'production']),
   kind: z.enum(['token', 'signing']),
-  state: z.enum(['unknown', 'fresh', 'refreshing', 'stale', 'failing', 'static']),
+  state: z.enum(credentialStates),
   expires_at: z.iso.datetime().optional(),
   obtained_at: z.iso.datetime().optional(),
   next_refresh_at: z.iso.datetime().optional(),

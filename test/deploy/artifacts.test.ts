@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse as parseYaml, parseAllDocuments } from 'yaml'
-import { EnvSchema, loadConfig, parseCredentialsFile, type CredentialsFile, type ProviderKind } from '../../src/config.js'
+import { EnvSchema, loadConfig, parseCredentialsFile, type CredentialsFile } from '../../src/config.js'
+import type { ProviderKind } from '../../src/providers/catalog.js'
 import { createMetrics, refreshReasons, refreshResults, tokenRequestResults } from '../../src/observability/metrics.js'
 
 /*

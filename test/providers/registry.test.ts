@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { baseUrlFor, endpointUrl, providerHosts } from '../../src/providers/hosts.js'
-import { createProviderRegistry } from '../../src/providers/registry.js'
+import { baseUrlFor, createProviderRegistry, endpointUrl, providerCatalog } from '../../src/providers/catalog.js'
 import { testCredential } from '../support/providers/context.js'
 import { ProviderError } from '../../src/errors.js'
 
@@ -42,7 +41,7 @@ describe('hosts', () => {
     expect(baseUrlFor(testCredential('kivra', { environment: 'production' }))).toBe('https://sender.api.kivra.com')
     expect(baseUrlFor(testCredential('kivra', { environment: 'sandbox' }))).toBe('https://sender.sandbox-api.kivra.com')
     expect(baseUrlFor(testCredential('klavi', { environment: 'sandbox' }))).toBe('https://api-sandbox.klavi.ai')
-    expect(baseUrlFor(testCredential('sir-giving', { environment: 'production' }))).toBe(providerHosts['sir-giving'].production)
+    expect(baseUrlFor(testCredential('sir-giving', { environment: 'production' }))).toBe(providerCatalog['sir-giving'].hosts?.production)
   })
 
   it('honours base_url, keeping a path prefix and dropping trailing slashes', () => {

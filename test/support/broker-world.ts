@@ -4,7 +4,7 @@ import { createBroker, type BrokerObserver, type BrokerOptions, type RefreshReas
 import type { Clock } from '../../src/time.js'
 import type { Broker } from '../../src/broker/types.js'
 import { CredentialSchema, type CredentialConfig } from '../../src/config.js'
-import { createProviderRegistry } from '../../src/providers/registry.js'
+import { createProviderRegistry } from '../../src/providers/catalog.js'
 import { createFileSecretSource } from '../../src/secrets/file-source.js'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
 import { createGrantCipher } from '../../src/store/encryption.js'

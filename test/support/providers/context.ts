@@ -4,7 +4,8 @@
  * lines are captured for assertions.
  */
 import type { Logger } from 'pino'
-import { CredentialSchema, type CredentialConfig, type ProviderKind } from '../../../src/config.js'
+import { CredentialSchema, type CredentialConfig } from '../../../src/config.js'
+import type { ProviderKind } from '../../../src/providers/catalog.js'
 import { createLogger } from '../../../src/observability/logger.js'
 import { type ProviderContext } from '../../../src/providers/types.js'
 import { ProviderError } from '../../../src/errors.js'
