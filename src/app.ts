@@ -16,13 +16,12 @@ import type { SecretSource } from './secrets/types.js'
 import { storePlugin } from './store/plugin.js'
 import type { GrantStore } from './store/types.js'
 import { brokerPlugin } from './broker/plugin.js'
-import type { BrokerOptions, BrokerProviders } from './broker/broker.js'
+import type { BrokerOptions, BrokerProviders } from './broker/types.js'
 import type { Clock } from './time.js'
 import { authPlugin } from './auth/plugin.js'
 import { rateLimitPlugin } from './auth/rate-limit.js'
 import { healthRoutes } from './routes/health.js'
-import { credentialRoutes } from './routes/credentials.js'
-import { adminRoutes } from './routes/admin.js'
+import { v1Routes } from './routes/v1.js'
 
 /** Replaceable parts, for tests and the demo. Everything has a production default built from `config`. */
 export interface AppOverrides {
@@ -163,12 +162,11 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(storePlugin, { store: overrides.store, now: overrides.clock?.now })
   await app.register(brokerPlugin, { clock: overrides.clock, providers: overrides.providers, brokerOptions: overrides.brokerOptions, autoStart: overrides.startBroker })
   await app.register(authPlugin, { jwks: overrides.jwks })
-  // Per-caller limit: the /v1 route plugins add it as a hook after authentication; operations routes never do.
+  // Per-caller limit: routes/v1.ts adds it as a hook after authentication; operations routes never have it.
   await app.register(rateLimitPlugin)
 
   await app.register(healthRoutes)
-  await app.register(credentialRoutes, { prefix: '/v1' })
-  await app.register(adminRoutes, { prefix: '/v1/admin' })
+  await app.register(v1Routes, { prefix: '/v1' })
   await app.register(swaggerUi, { routePrefix: '/docs' })
 
   if (config.usingExampleCredentials) {

@@ -1,3 +1,5 @@
+import type { Logger } from 'pino'
+import type { CredentialConfig } from '../config.js'
 import type { Clock } from '../time.js'
 
 export type CircuitState = 'closed' | 'open' | 'half_open'
@@ -70,5 +72,40 @@ export function createCircuitBreaker ({ clock, failureThreshold = 5, cooldownMs 
       probeInFlight = false
     },
     state: () => state
+  }
+}
+
+export interface BreakerRegistry {
+  /** The breaker of the provider endpoint a credential mints at (shared by every credential on that endpoint). */
+  forCredential: (credential: CredentialConfig) => CircuitBreaker
+}
+
+/** The breakers of this replica, one per provider endpoint: provider, environment and host. */
+export function createBreakerRegistry ({ clock, log, failureThreshold, cooldownMs, onStateChange }: {
+  clock: Clock
+  log: Logger
+  failureThreshold?: number | undefined
+  cooldownMs?: number | undefined
+  onStateChange?: (credential: CredentialConfig, endpoint: string, state: CircuitState) => void
+}): BreakerRegistry {
+  const breakers = new Map<string, CircuitBreaker>()
+  return {
+    forCredential (credential) {
+      const endpoint = `${credential.provider}:${credential.environment}:${credential.base_url ?? credential.token_url ?? ''}`
+      let breaker = breakers.get(endpoint)
+      if (breaker === undefined) {
+        breaker = createCircuitBreaker({
+          clock,
+          failureThreshold,
+          cooldownMs,
+          onStateChange: state => {
+            log.warn({ provider: credential.provider, endpoint, state }, 'circuit breaker changed state')
+            onStateChange?.(credential, endpoint, state)
+          }
+        })
+        breakers.set(endpoint, breaker)
+      }
+      return breaker
+    }
   }
 }

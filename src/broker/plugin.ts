@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { BrokerProviders, BrokerOptions } from './broker.js'
+import type { BrokerProviders, BrokerOptions } from './types.js'
 import { createBroker } from './broker.js'
 import type { Clock } from '../time.js'
 import type { Broker } from './types.js'

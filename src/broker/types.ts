@@ -1,5 +1,13 @@
+/** The broker's public surface: what it needs (deps), what it reports (observer), what it answers. */
+import type { Logger } from 'pino'
+import type { CredentialConfig } from '../config.js'
+import type { ProviderKind, ProviderRegistry } from '../providers/catalog.js'
 import type { Grant, SigningRequest, WebhookInput, WebhookResult } from '../providers/types.js'
-import type { ProviderKind } from '../providers/catalog.js'
+import type { SecretSourceHealth, SecretValue } from '../secrets/types.js'
+import type { GrantStore } from '../store/types.js'
+import type { BackoffPolicy, Clock } from '../time.js'
+import type { CircuitState } from './circuit-breaker.js'
+import type { PacerOptions } from './pacer.js'
 
 /** Where a handed-out token came from, for metrics and audit. */
 export type TokenSource = 'local' | 'store' | 'refreshed' | 'stale'
@@ -7,6 +15,8 @@ export type TokenSource = 'local' | 'store' | 'refreshed' | 'stale'
 export interface IssuedToken {
   grant: Grant
   source: TokenSource
+  /** Whole seconds the token has left at the moment it is issued, on the broker's clock (never more than it really has). */
+  expiresIn: number
 }
 
 export const credentialStates = ['unknown', 'fresh', 'refreshing', 'stale', 'failing', 'static'] as const
@@ -33,8 +43,11 @@ export interface BrokerHealth {
 }
 
 export interface Broker {
-  /** A grant with at least `minTtlSeconds` left, from the local cache, the store, or one refresh. */
-  getToken: (credentialId: string, minTtlSeconds: number) => Promise<IssuedToken>
+  /**
+   * A grant with at least `minTtlSeconds` left, from the local cache, the store, or one refresh. Without
+   * `minTtlSeconds` the broker asks for the default of the credential's lifetime (see refresh-policy.ts).
+   */
+  getToken: (credentialId: string, minTtlSeconds?: number) => Promise<IssuedToken>
   /** A caller reports that the provider rejected `rejectedToken`: refresh once (deduplicated) and answer the new grant. */
   reportRejected: (credentialId: string, rejectedToken: string) => Promise<IssuedToken>
   /** Operator-forced refresh. */
@@ -48,4 +61,60 @@ export interface Broker {
   /** Shutdown has begun (before in-flight requests drain): stop scheduling, abort provider calls after `graceMs`. */
   drain: (graceMs: number) => void
   close: () => Promise<void>
+}
+
+/** What the broker needs of the secret layer (src/secrets/secret-manager.ts). */
+export interface BrokerSecrets {
+  get: (path: string) => Promise<SecretValue>
+  reread: (path: string) => Promise<SecretValue>
+  onRotation: (listener: (path: string, version: number) => void) => () => void
+  health: () => SecretSourceHealth
+  close: () => Promise<void>
+}
+
+/** What the broker needs of the provider registry (src/providers/catalog.ts). */
+export type BrokerProviders = Pick<ProviderRegistry, 'adapterFor' | 'webhookVerifierFor'>
+
+export type RefreshReason = 'proactive' | 'on_demand' | 'rejected' | 'rotation' | 'forced'
+export type RefreshResult = 'success' | 'transient_error' | 'permanent_error' | 'fenced_out'
+
+/** Hooks for metrics; every argument is a credential id, a provider kind or an endpoint name, never a secret. */
+export interface BrokerObserver {
+  tokenServed?: (credentialId: string, source: TokenSource | 'error', seconds: number) => void
+  refreshed?: (provider: ProviderKind, credentialId: string, result: RefreshResult, reason: RefreshReason, seconds: number) => void
+  leaseContention?: (credentialId: string) => void
+  breakerState?: (provider: ProviderKind, state: CircuitState) => void
+  rotated?: (credentialId: string) => void
+}
+
+export interface BrokerOptions {
+  /** Lease on one refresh. Default 2 × timeout_ms + 10 s: long enough for a refresh, a fallback mint and a secret read. */
+  leaseTtlMs?: number
+  /** Longest an on-demand caller waits for a refresh (its own or another replica's). Default timeout_ms + 5 s. */
+  waitTimeoutMs?: number
+  /** Proactive refreshes running at once per replica, so a cold start of 10,000 credentials is not a burst. */
+  maxConcurrentRefreshes?: number
+  backoff?: BackoffPolicy
+  /** Consecutive transient failures that open a provider's circuit. */
+  breakerFailureThreshold?: number
+  breakerCooldownMs?: number
+  /** Least time between two refreshes forced by rejection reports, per replica. Default min(30 s, 10 % of the lifetime). */
+  rejectionRefreshIntervalMs?: number
+  /** Tolerance for webhook timestamps. */
+  webhookToleranceSeconds?: number
+  /** Spreading of proactive refreshes (see pacer.ts); false runs each one at its planned time. */
+  pacing?: PacerOptions | false
+  random?: () => number
+}
+
+export interface BrokerDeps {
+  credentials: readonly CredentialConfig[]
+  store: GrantStore
+  secrets: BrokerSecrets
+  secretsKind: 'vault' | 'file'
+  providers: BrokerProviders
+  log: Logger
+  clock?: Clock | undefined
+  observer?: BrokerObserver | undefined
+  options?: BrokerOptions | undefined
 }

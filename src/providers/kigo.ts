@@ -1,6 +1,6 @@
 /**
  * Kigo partner API: a partner session token from api_key + partner_id, documented to live 30 minutes, with
- * no expiry field in the answer. Contract: providers.md § Kigo.
+ * no expiry field in the answer. Contract: docs/providers.md § Kigo.
  */
 import { z } from 'zod'
 import { endpointUrlOf, grantFor, jwtExpiryMs, requireSecretFields, secretField } from './common.js'
@@ -24,7 +24,7 @@ const secretFields = ['api_key', 'partner_id'] as const
 
 const SessionResponseSchema = z.object({ token: z.string().min(1) })
 
-// Error bodies "look like { message }" — an inference in providers.md, so read leniently.
+// Error bodies "look like { message }" — an inference in docs/providers.md, so read leniently.
 const ErrorBodySchema = z.object({ message: z.string().optional() })
 
 /** Creates the Kigo token adapter. */
@@ -56,7 +56,7 @@ export function createKigoAdapter (): TokenAdapter {
 
       const { token } = parseJsonAnswer(answer, SessionResponseSchema, operation)
       // The answer has no expiry field. If the token is a JWT with `exp`, that is the provider's own word
-      // on its life and beats the documented 30 minutes (an inference in providers.md).
+      // on its life and beats the documented 30 minutes (an inference in docs/providers.md).
       const expMs = jwtExpiryMs(token, obtainedAt)
       if (expMs !== undefined) {
         if (expMs <= obtainedAt) {

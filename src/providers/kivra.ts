@@ -1,6 +1,6 @@
 /**
  * Kivra sender API: OAuth2 client credentials with HTTP Basic, 8 h opaque tokens, no refresh token
- * ("refresh" = mint again). Contract: providers.md § Kivra.
+ * ("refresh" = mint again). Contract: docs/providers.md § Kivra.
  */
 import { z } from 'zod'
 import { endpointUrlOf, grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
@@ -20,7 +20,7 @@ const defaultLifetimeSeconds = 28_800
 
 const secretFields = ['client_id', 'client_secret'] as const
 
-/** 40103 invalid grant, 40104 invalid client: the client secret is wrong or rotated (providers.md). */
+/** 40103 invalid grant, 40104 invalid client: the client secret is wrong or rotated (docs/providers.md). */
 const credentialErrorCodes = new Set(['40103', '40104'])
 
 const TokenResponseSchema = z.object({
@@ -31,7 +31,7 @@ const TokenResponseSchema = z.object({
   scope: z.string().optional()
 })
 
-// `code` is five digits, "sometimes a string, sometimes a number" (providers.md).
+// `code` is five digits, "sometimes a string, sometimes a number" (docs/providers.md).
 const ErrorBodySchema = z.object({
   code: z.union([z.string(), z.number()]).optional(),
   short_message: z.string().optional()

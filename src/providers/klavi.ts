@@ -1,6 +1,6 @@
 /**
  * Klavi Link API: an access token (a JWT) from accessKey + secretKey with its own `expireIn`, renewed by
- * `GET /data/v1/refresh` with the current token. Contract: providers.md § Klavi.
+ * `GET /data/v1/refresh` with the current token. Contract: docs/providers.md § Klavi.
  */
 import { z } from 'zod'
 import { endpointUrlOf, grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
@@ -21,7 +21,7 @@ const secretFields = ['accessKey', 'secretKey'] as const
 
 const TokenResponseSchema = z.object({
   accessToken: z.string().min(1),
-  // "Documented as a string but shown as a number" (providers.md): parsed by parseLifetimeSeconds.
+  // "Documented as a string but shown as a number" (docs/providers.md): parsed by parseLifetimeSeconds.
   expireIn: z.unknown().optional()
 })
 
@@ -92,7 +92,7 @@ export function createKlaviAdapter (): TokenAdapter {
       url: endpointUrlOf(ctx.credential, hosts, '/data/v1/refresh'),
       headers: { authorization: `Bearer ${grant.accessToken}` }
     }, ctx)
-    // "If refresh answers 401, fall back to /auth" (providers.md): the token is invalid or expired on
+    // "If refresh answers 401, fall back to /auth" (docs/providers.md): the token is invalid or expired on
     // Klavi's side, which says nothing about the client secret.
     if (answer.status === 401) {
       ctx.log.info({ credentialId: ctx.credential.id, reason: 'refresh-rejected' }, 'klavi refresh not possible; minting a new token')

@@ -1,6 +1,6 @@
 /**
  * SIR Giving partner API: static keys, no tokens; every server-to-server request carries X-Partner-Key,
- * X-Timestamp and an HMAC X-Signature. Contract: providers.md § SIR Giving.
+ * X-Timestamp and an HMAC X-Signature. Contract: docs/providers.md § SIR Giving.
  */
 import { createHmac } from 'node:crypto'
 import { z } from 'zod'

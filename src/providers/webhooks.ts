@@ -1,5 +1,5 @@
 /**
- * Webhook signature verifiers (providers.md: Kivra, Klavi, SIR Giving). The broker holds the webhook
+ * Webhook signature verifiers (docs/providers.md: Kivra, Klavi, SIR Giving). The broker holds the webhook
  * secrets, so receivers hand it the raw body and headers. All comparisons are constant-time over
  * equal-length digests; timestamps are checked against `ctx.toleranceSeconds` in both directions.
  */

@@ -1,12 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { assertAdmin } from '../auth/policy.js'
-import type { Caller } from '../config.js'
-import { BrokerError } from '../errors.js'
-import { fingerprint } from '../broker/broker.js'
-import { credentialKind, toStatusBody } from './credentials.js'
-import { CredentialIdParams, CredentialStatusSchema, problems } from './schemas.js'
+import type { Caller, CredentialConfig } from '../config.js'
+import { fingerprint } from '../broker/grant-identity.js'
+import { descriptorOf } from '../providers/catalog.js'
+import { CredentialIdParams, CredentialStatusSchema, problems, toStatusBody } from './schemas.js'
 
 const AdminCredentialSchema = CredentialStatusSchema.extend({
   allowed_callers: z.array(z.string()),
@@ -14,20 +12,13 @@ const AdminCredentialSchema = CredentialStatusSchema.extend({
   backend_only: z.boolean()
 }).meta({ id: 'AdminCredentialStatus' })
 
-/** Operator view of every credential, and forced refresh. Admin callers only. */
+/** Operator view of every credential, and forced refresh. Admin callers only (`config.admin`, checked by routes/v1.ts). */
 export const adminRoutes: FastifyPluginAsync = async (app) => {
   const api = app.withTypeProvider<ZodTypeProvider>()
   const credentialsById = new Map(app.config.credentials.map(credential => [credential.id, credential]))
-  // JSON only: Fastify's default text/plain parser would turn a text body into a 400 instead of a 415.
-  app.removeContentTypeParser('text/plain')
-
-  app.addHook('onRequest', async (request) => {
-    request.caller = await app.authenticator.authenticate(request.headers.authorization)
-    assertAdmin(request.caller)
-  })
-  app.addHook('onRequest', app.callerRateLimit)
 
   api.get('/credentials', {
+    config: { admin: true },
     schema: {
       tags: ['admin'],
       summary: 'Every credential with its state, schedule and last error',
@@ -39,12 +30,13 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
       credentials: app.broker.statuses().flatMap(status => {
         const credential = credentialsById.get(status.id)
         if (credential === undefined) return []
-        return [{ ...toStatusBody(status, credentialKind(credential)), allowed_callers: [...credential.allowed_callers], secret_path: credential.secret, backend_only: credential.backend_only }]
+        return [{ ...toStatusBody(status, descriptorOf(credential.provider).mechanism), allowed_callers: [...credential.allowed_callers], secret_path: credential.secret, backend_only: credential.backend_only }]
       })
     }
   })
 
   api.post('/credentials/:id/refresh', {
+    config: { admin: true },
     schema: {
       tags: ['admin'],
       summary: 'Refresh a credential now (after a rotation, or to test the provider)',
@@ -56,10 +48,9 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
       }
     }
   }, async (request) => {
-    const credential = credentialsById.get(request.params.id)
-    if (credential === undefined) throw new BrokerError('CB_CREDENTIAL_NOT_FOUND', `no credential "${request.params.id}"`)
+    const credential = request.credential as CredentialConfig
     const { grant } = await app.broker.forceRefresh(credential.id)
-    request.log.info({ audit: true, caller: (request.caller as Caller).id, credentialId: credential.id, fingerprint: fingerprint(grant.accessToken) }, 'forced refresh')
+    app.audit.info({ reqId: request.id, caller: (request.caller as Caller).id, credentialId: credential.id, fingerprint: fingerprint(grant.accessToken) }, 'forced refresh')
     // The operator sees that it worked, not the token.
     return { id: credential.id, expires_at: new Date(grant.expiresAt).toISOString(), obtained_at: new Date(grant.obtainedAt).toISOString(), fingerprint: fingerprint(grant.accessToken) }
   })

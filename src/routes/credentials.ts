@@ -2,37 +2,12 @@ import { createHash } from 'node:crypto'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
-import { assertMayUse, mayUse } from '../auth/policy.js'
+import { mayUse } from '../auth/policy.js'
 import type { Caller, CredentialConfig } from '../config.js'
-import { BrokerError } from '../errors.js'
-import { descriptorOf, expectedLifetimeSeconds } from '../providers/catalog.js'
-import type { CredentialStatus, IssuedToken } from '../broker/types.js'
-import { fingerprint, grantFingerprint } from '../broker/broker.js'
-import { CredentialIdParams, CredentialStatusSchema, TokenSchema, problems } from './schemas.js'
-
-/** Upper bound of min_ttl when neither config nor docs give a lifetime. */
-const maxMinTtlSeconds = 86_400
-
-export function maxLifetimeSeconds (credential: CredentialConfig): number {
-  return expectedLifetimeSeconds(credential) ?? maxMinTtlSeconds
-}
-
-export function toStatusBody (status: CredentialStatus, kind: 'token' | 'signing'): z.infer<typeof CredentialStatusSchema> {
-  const iso = (ms: number | undefined): string | undefined => ms === undefined ? undefined : new Date(ms).toISOString()
-  return {
-    id: status.id,
-    provider: status.provider,
-    environment: status.environment,
-    kind,
-    state: status.state,
-    expires_at: iso(status.expiresAt),
-    obtained_at: iso(status.obtainedAt),
-    next_refresh_at: iso(status.nextRefreshAt),
-    secret_version: status.secretVersion,
-    consecutive_failures: status.consecutiveFailures,
-    last_error: status.lastError === undefined ? undefined : { kind: status.lastError.kind, provider_code: status.lastError.providerCode, at: new Date(status.lastError.at).toISOString() }
-  }
-}
+import { descriptorOf } from '../providers/catalog.js'
+import type { IssuedToken } from '../broker/types.js'
+import { fingerprint, grantFingerprint } from '../broker/grant-identity.js'
+import { CredentialIdParams, CredentialStatusSchema, TokenSchema, problems, toStatusBody } from './schemas.js'
 
 const expiryTexts = new WeakMap<IssuedToken['grant'], string>()
 
@@ -46,8 +21,6 @@ function expiryText (grant: IssuedToken['grant']): string {
   return text
 }
 
-export const credentialKind = (credential: CredentialConfig): 'token' | 'signing' => descriptorOf(credential.provider).mechanism
-
 /**
  * Digits only: a plain number coercion would read "" as 0 (a token about to expire instead of the default
  * 60 s), and "0x10" or "1e3" as numbers a caller most likely did not mean.
@@ -56,9 +29,9 @@ const MinTtlQuery = z.object({
   min_ttl: z.preprocess(
     (value: unknown) => typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : value,
     z.number({ error: 'expected an integer number of seconds' })
-      .int('expected an integer number of seconds').min(0, 'expected 0 or more seconds').max(maxMinTtlSeconds, `expected at most ${maxMinTtlSeconds} seconds`)
-  ).default(60)
-    .describe('the token must stay valid for at least this many seconds (0 to the credential lifetime); default 60')
+      .int('expected an integer number of seconds').min(0, 'expected 0 or more seconds').max(86_400, 'expected at most 86400 seconds')
+  ).optional()
+    .describe('the token must stay valid for at least this many seconds (0 to the credential lifetime); default min(60, a quarter of the lifetime)')
 })
 
 const RejectionBody = z.strictObject({
@@ -85,31 +58,17 @@ const WebhookResultSchema = z.object({
 
 /**
  * The internal API for services: tokens, rejection reports, request signatures, webhook verification
- * and the caller's own credential list. Every route authenticates first (before the body is parsed).
+ * and the caller's own credential list. Authentication, rate limit and the credential's policy are
+ * checked by routes/v1.ts before any handler here runs.
  */
 export const credentialRoutes: FastifyPluginAsync = async (app) => {
   const api = app.withTypeProvider<ZodTypeProvider>()
   const credentialsById = new Map(app.config.credentials.map(credential => [credential.id, credential]))
-  // JSON only: Fastify's default text/plain parser would turn a text body into a 400 instead of a 415.
-  app.removeContentTypeParser('text/plain')
-
-  app.addHook('onRequest', async (request) => {
-    request.caller = await app.authenticator.authenticate(request.headers.authorization)
-  })
-  // After authentication (it counts per caller), before the body is read.
-  app.addHook('onRequest', app.callerRateLimit)
-
-  /** Authorization order: unknown credential → 404, known but not allowed → 403. */
-  function permittedCredential (request: FastifyRequest, id: string): CredentialConfig {
-    const credential = credentialsById.get(id)
-    if (credential === undefined) throw new BrokerError('CB_CREDENTIAL_NOT_FOUND', `no credential "${id}"`)
-    assertMayUse(request.caller as Caller, credential)
-    return credential
-  }
+  /** The credential routes/v1.ts resolved and authorized for this request's `:id`. */
+  const credentialOf = (request: FastifyRequest): CredentialConfig => request.credential as CredentialConfig
 
   function sendToken (request: FastifyRequest, reply: FastifyReply, credential: CredentialConfig, issued: IssuedToken): FastifyReply {
     const { grant } = issued
-    const now = Date.now()
     const expiresAt = expiryText(grant)
     // One audit line per token handed out: who, which, a fingerprint (never the token), until when.
     app.audit.info({
@@ -124,7 +83,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
       access_token: grant.accessToken,
       token_type: grant.tokenType,
       expires_at: expiresAt,
-      expires_in: Math.max(0, Math.floor((grant.expiresAt - now) / 1000)),
+      expires_in: issued.expiresIn,
       scope: grant.scope
     })
   }
@@ -141,11 +100,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
       response: { 200: TokenSchema, ...problems(400, 401, 403, 404, 409, 422, 429, 502, 503) }
     }
   }, async (request, reply) => {
-    const credential = permittedCredential(request, request.params.id)
-    const lifetime = maxLifetimeSeconds(credential)
-    if (request.query.min_ttl > lifetime) {
-      throw new BrokerError('CB_BAD_REQUEST', `min_ttl must be between 0 and the credential's lifetime (${lifetime} s)`)
-    }
+    const credential = credentialOf(request)
     const issued = await app.broker.getToken(credential.id, request.query.min_ttl)
     return sendToken(request, reply, credential, issued)
   })
@@ -160,8 +115,8 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
       response: { 200: TokenSchema, ...problems(400, 401, 403, 404, 409, 413, 415, 429, 502, 503) }
     }
   }, async (request, reply) => {
-    const credential = permittedCredential(request, request.params.id)
-    request.log.info({ audit: true, caller: request.caller?.id, credentialId: credential.id, fingerprint: fingerprint(request.body.access_token) }, 'token rejection reported')
+    const credential = credentialOf(request)
+    app.audit.info({ reqId: request.id, caller: request.caller?.id, credentialId: credential.id, fingerprint: fingerprint(request.body.access_token) }, 'token rejection reported')
     const issued = await app.broker.reportRejected(credential.id, request.body.access_token)
     return sendToken(request, reply, credential, issued)
   })
@@ -176,13 +131,13 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
       response: { 200: z.object({ headers: z.record(z.string(), z.string()) }), ...problems(400, 401, 403, 404, 409, 413, 415, 429, 502, 503) }
     }
   }, async (request, reply) => {
-    const credential = permittedCredential(request, request.params.id)
+    const credential = credentialOf(request)
     const headers = await app.broker.sign(credential.id, {
       method: request.body.method.toUpperCase(),
       path: request.body.path,
       bodySha256: request.body.body_sha256.toLowerCase()
     })
-    request.log.info({ audit: true, caller: request.caller?.id, credentialId: credential.id, method: request.body.method.toUpperCase() }, 'request signed')
+    app.audit.info({ reqId: request.id, caller: request.caller?.id, credentialId: credential.id, method: request.body.method.toUpperCase() }, 'request signed')
     return await reply.header('cache-control', 'no-store').send({ headers })
   })
 
@@ -196,12 +151,12 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
       response: { 200: WebhookResultSchema, ...problems(400, 401, 403, 404, 409, 413, 415, 429, 503) }
     }
   }, async (request) => {
-    const credential = permittedCredential(request, request.params.id)
+    const credential = credentialOf(request)
     const headers: Record<string, string | string[]> = {}
     for (const [name, value] of Object.entries(request.body.headers)) headers[name.toLowerCase()] = value
     const rawBody = Buffer.from(request.body.body, request.body.body_encoding === 'base64' ? 'base64' : 'utf8')
     const result = await app.broker.verifyWebhook(credential.id, { headers, rawBody })
-    request.log.info({ audit: true, caller: request.caller?.id, credentialId: credential.id, valid: result.valid, bodySha256: createHash('sha256').update(rawBody).digest('hex').slice(0, 16) }, 'webhook verified')
+    app.audit.info({ reqId: request.id, caller: request.caller?.id, credentialId: credential.id, valid: result.valid, bodySha256: createHash('sha256').update(rawBody).digest('hex').slice(0, 16) }, 'webhook verified')
     return result.valid ? { valid: true } : { valid: false, reason: result.reason }
   })
 
@@ -218,7 +173,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
     return {
       credentials: statuses.flatMap(status => {
         const credential = credentialsById.get(status.id)
-        return credential !== undefined && mayUse(caller, credential) ? [toStatusBody(status, credentialKind(credential))] : []
+        return credential !== undefined && mayUse(caller, credential) ? [toStatusBody(status, descriptorOf(credential.provider).mechanism)] : []
       })
     }
   })

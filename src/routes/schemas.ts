@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { errorTable, type ErrorCode } from '../errors.js'
 import { providerKinds } from '../providers/catalog.js'
-import { credentialStates } from '../broker/types.js'
+import { credentialStates, type CredentialStatus } from '../broker/types.js'
 
 /** RFC 9457 problem document, as every error of the API is answered. */
 export const ProblemSchema = z.looseObject({
@@ -64,3 +64,21 @@ export const CredentialStatusSchema = z.object({
   consecutive_failures: z.number().int(),
   last_error: z.object({ kind: z.string(), provider_code: z.string().optional(), at: z.iso.datetime() }).optional()
 }).meta({ id: 'CredentialStatus' })
+
+/** A credential's status as the API shows it. */
+export function toStatusBody (status: CredentialStatus, kind: 'token' | 'signing'): z.infer<typeof CredentialStatusSchema> {
+  const iso = (ms: number | undefined): string | undefined => ms === undefined ? undefined : new Date(ms).toISOString()
+  return {
+    id: status.id,
+    provider: status.provider,
+    environment: status.environment,
+    kind,
+    state: status.state,
+    expires_at: iso(status.expiresAt),
+    obtained_at: iso(status.obtainedAt),
+    next_refresh_at: iso(status.nextRefreshAt),
+    secret_version: status.secretVersion,
+    consecutive_failures: status.consecutiveFailures,
+    last_error: status.lastError === undefined ? undefined : { kind: status.lastError.kind, provider_code: status.lastError.providerCode, at: new Date(status.lastError.at).toISOString() }
+  }
+}

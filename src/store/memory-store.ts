@@ -41,7 +41,7 @@ export function createMemoryGrantStore (deps: MemoryGrantStoreDeps = {}): Memory
   // Fences outlive leases and grants, like the Redis fence key: they must only ever grow.
   const fences = new Map<string, number>()
   const grants = new Map<string, Entry>()
-  const listeners = new Set<(key: string) => void>()
+  const listeners = new Set<(key: string, fence?: number) => void>()
   const pending = new Set<NodeJS.Immediate>()
   let closed = false
 
@@ -49,13 +49,13 @@ export function createMemoryGrantStore (deps: MemoryGrantStoreDeps = {}): Memory
     if (closed) throw new StoreError('closed', 'grant store is closed')
   }
 
-  const notify = (key: string): void => {
+  const notify = (key: string, fence?: number): void => {
     // Deferred like a pub/sub message: a listener never runs inside the writer's call.
     const handle = setImmediate(() => {
       pending.delete(handle)
       for (const listener of [...listeners]) {
         try {
-          listener(key)
+          listener(key, fence)
         } catch (err) {
           log.warn({ key, err }, 'grant listener failed')
         }
@@ -128,7 +128,7 @@ export function createMemoryGrantStore (deps: MemoryGrantStoreDeps = {}): Memory
       grants.set(lease.key, cipher === undefined
         ? { fence: lease.fence, grant: { ...checked } }
         : { fence: lease.fence, sealed: cipher.seal(checked, lease.key) })
-      notify(lease.key)
+      notify(lease.key, lease.fence)
       return true
     },
 

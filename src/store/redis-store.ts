@@ -71,7 +71,7 @@ return 0
 `
 
 /**
- * KEYS: grant, fence. ARGV: fence, value, ttl ms, channel, key. Writes only if no lease was granted after
+ * KEYS: grant, fence. ARGV: fence, value, ttl ms, channel, notice ("<key> <fence>"). Writes only if no lease was granted after
  * the writer's: every acquisition increments the fence, so a refresher whose lease expired mid-mint finds
  * a larger fence and its late write is dropped instead of overwriting a newer grant.
  */
@@ -160,7 +160,7 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
   // Signals any change of connection state to callers waiting in waitFor().
   const state = new EventEmitter()
   state.setMaxListeners(0)
-  const listeners = new Set<(key: string) => void>()
+  const listeners = new Set<(key: string, fence?: number) => void>()
   // Keys this replica has dealt with: re-announced after a resubscribe, since pub/sub does not replay
   // the messages published while the subscriber was disconnected.
   const knownKeys = new Set<string>()
@@ -230,16 +230,19 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
   watch(redis, 'commands')
   watch(subscriber, 'subscriber')
 
-  const deliver = (key: string): void => {
+  /** A notice is "<key>" or, for a write, "<key> <fence>" (grant keys hold no whitespace). */
+  const deliver = (message: string): void => {
+    const [key = '', fenceText] = message.split(' ')
     try {
       checkGrantKey(key)
     } catch {
       return
     }
+    const fence = fenceText === undefined || !/^\d+$/.test(fenceText) ? undefined : Number(fenceText)
     knownKeys.add(key)
     for (const listener of [...listeners]) {
       try {
-        listener(key)
+        listener(key, fence)
       } catch (err) {
         log.warn({ key, err }, 'grant listener failed')
       }
@@ -391,7 +394,7 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
         return false
       }
       const value = JSON.stringify({ v: 1, fence: lease.fence, sealed: cipher.seal(checked, keys.grant) })
-      const written = await run(async () => await scripts.cbPutGrant(keys.grant, keys.fence, String(lease.fence), value, ttl, channel, lease.key))
+      const written = await run(async () => await scripts.cbPutGrant(keys.grant, keys.fence, String(lease.fence), value, ttl, channel, `${lease.key} ${lease.fence}`))
       knownKeys.add(lease.key)
       return written === 1
     },

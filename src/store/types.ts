@@ -40,7 +40,11 @@ export interface GrantStore {
   /** Drop a grant (the provider rejected it); fenced like putGrant. */
   deleteGrant: (lease: Lease) => Promise<boolean>
   /** Called with the key of every grant written by any replica (including this one). */
-  onGrant: (listener: (key: string) => void) => () => void
+  /**
+   * `fence` is the fence of the write the notice announces, so a replica that already holds that grant (it
+   * wrote it) need not read it back; it is undefined for a delete or an announced release (look again).
+   */
+  onGrant: (listener: (key: string, fence?: number) => void) => () => void
   health: () => Promise<StoreHealth>
   close: () => Promise<void>
 }

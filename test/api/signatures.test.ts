@@ -16,7 +16,7 @@ describe('POST /v1/credentials/:id/signatures', () => {
     it.each([
       ['a POST with a JSON body', 'post', '/v1/partner/donations?campaign=42&currency=USD', '{"amount":1000,"idempotencyKey":"abc-1"}'],
       ['a GET with an empty body', 'GET', '/v1/partner/pools/7', '']
-    ])('signs %s exactly as providers.md describes, and SIR Giving accepts the request', async (_name, method, path, body) => {
+    ])('signs %s exactly as docs/providers.md describes, and SIR Giving accepts the request', async (_name, method, path, body) => {
       const before = Math.floor(Date.now() / 1000)
       const response = await sign('sir', { method, path, body_sha256: sha256Hex(body) })
       const after = Math.floor(Date.now() / 1000)

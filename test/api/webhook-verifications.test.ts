@@ -61,7 +61,7 @@ describe('POST /v1/credentials/:id/webhook-verifications', () => {
     it('a binary body sent as base64', async () => {
       const raw = Buffer.from([0, 255, 1, 254, 10, 13])
       const timestamp = now()
-      // Computed inline from providers.md: HMAC-SHA256 hex over timestamp + "." + rawBody.
+      // Computed inline from docs/providers.md: HMAC-SHA256 hex over timestamp + "." + rawBody.
       const signature = createHmac('sha256', secrets.sir).update(`${timestamp}.`).update(raw).digest('hex')
       const response = await verify('sir', { headers: { 'x-sir-signature': `sha256=${signature}`, 'x-sir-timestamp': timestamp }, body: raw.toString('base64'), body_encoding: 'base64' })
       expect(response.json()).toEqual({ valid: true })

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { grantKey } from '../../src/broker/broker.js'
+import { grantKey } from '../../src/broker/grant-identity.js'
 import { CredentialSchema, type RefreshPolicy } from '../../src/config.js'
 import { BrokerError } from '../../src/errors.js'
 import type { Grant } from '../../src/providers/types.js'

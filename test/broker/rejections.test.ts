@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { grantKey } from '../../src/broker/broker.js'
+import { grantKey } from '../../src/broker/grant-identity.js'
 import { CredentialSchema } from '../../src/config.js'
 import { BrokerError } from '../../src/errors.js'
 import { createBrokerWorld, standInCredential, type BrokerWorld } from '../support/broker-world.js'

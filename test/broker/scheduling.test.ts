@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { backoffDelayMs } from '../../src/time.js'
-import { earliestRefreshAt, plannedRefreshAt } from '../../src/broker/broker.js'
+import { earliestRefreshAt, plannedRefreshAt } from '../../src/broker/refresh-policy.js'
 import { createRefreshPacer } from '../../src/broker/pacer.js'
 import { createCircuitBreaker } from '../../src/broker/circuit-breaker.js'
 import { createLimiter } from '../../src/broker/limiter.js'

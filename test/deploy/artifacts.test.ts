@@ -19,7 +19,7 @@ const root = fileURLToPath(new URL('../../', import.meta.url))
 const read = (path: string): string => readFileSync(join(root, path), 'utf8')
 const envNames = new Set(Object.keys(EnvSchema.shape))
 
-/** Secret fields each provider adapter needs (providers.md, "Common shape"). */
+/** Secret fields each provider adapter needs (docs/providers.md, "Common shape"). */
 const requiredSecretFields: Record<ProviderKind, readonly string[]> = {
   kivra: ['client_id', 'client_secret'],
   oauth2: ['client_id', 'client_secret'],

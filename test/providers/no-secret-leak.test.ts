@@ -120,7 +120,7 @@ describe('no secret or token in errors and logs', () => {
           const result = await adapter().mint(canarySecrets[provider], ctx).then(grant => grant, (err: unknown) => err)
           standIn.clearFaults()
           if (tolerated[provider].includes(name)) {
-            // By design (providers.md): a garbage lifetime falls back to the configured one, with a warning.
+            // By design (docs/providers.md): a garbage lifetime falls back to the configured one, with a warning.
             expect(result).toHaveProperty('accessToken')
           } else {
             expect(result).toBeInstanceOf(Error)

@@ -222,6 +222,8 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         expect(await replicaA.deleteGrant(held)).toBe(true)
         await waitUntil('the delete was announced', () => seen.keys.length === 2, 3000)
         expect(seen.keys).toEqual([key, key])
+        // A write carries its fence (a replica holding that grant need not read it back); a delete none.
+        expect(seen.fences).toEqual([held.fence, undefined])
         seen.stop()
       })
 

@@ -51,10 +51,11 @@ export async function waitUntil (what: string, check: () => boolean | Promise<bo
 }
 
 /** Collects the keys a store announces through onGrant. */
-export function recordGrants (store: { onGrant: (listener: (key: string) => void) => () => void }): { keys: string[], stop: () => void } {
+export function recordGrants (store: { onGrant: (listener: (key: string, fence?: number) => void) => () => void }): { keys: string[], fences: Array<number | undefined>, stop: () => void } {
   const keys: string[] = []
-  const stop = store.onGrant(key => { keys.push(key) })
-  return { keys, stop }
+  const fences: Array<number | undefined> = []
+  const stop = store.onGrant((key, fence) => { keys.push(key); fences.push(fence) })
+  return { keys, fences, stop }
 }
 
 /**

@@ -48,7 +48,7 @@ describe('redis grant store', () => {
       expect(await raw.pttl(`${world.prefix}:{${key}}:fence`)).toBe(-1)
     })
 
-    it('announces writes on the <prefix>:grants channel', async () => {
+    it('announces writes on the <prefix>:grants channel, with the fence of the write', async () => {
       const store = await world.open()
       const subscriber = world.raw()
       const messages: Array<[string, string]> = []
@@ -56,7 +56,7 @@ describe('redis grant store', () => {
       await subscriber.subscribe(`${world.prefix}:grants`)
       const lease = await store.acquireLease(key, 10_000) as Lease
       expect(await store.putGrant(lease, makeGrant())).toBe(true)
-      await expect.poll(() => messages, { timeout: 3000 }).toEqual([[`${world.prefix}:grants`, key]])
+      await expect.poll(() => messages, { timeout: 3000 }).toEqual([[`${world.prefix}:grants`, `${key} ${lease.fence}`]])
     })
   })
 

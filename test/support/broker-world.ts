@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { pino, type Logger } from 'pino'
-import { createBroker, type BrokerObserver, type BrokerOptions, type RefreshReason, type RefreshResult } from '../../src/broker/broker.js'
+import { createBroker } from '../../src/broker/broker.js'
+import type { BrokerObserver, BrokerOptions, RefreshReason, RefreshResult } from '../../src/broker/types.js'
 import type { Clock } from '../../src/time.js'
 import type { Broker } from '../../src/broker/types.js'
 import { CredentialSchema, type CredentialConfig } from '../../src/config.js'

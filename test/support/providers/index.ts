@@ -1,6 +1,6 @@
 /**
  * Provider stand-ins for tests, benches and the demo. Each is a real HTTP server on 127.0.0.1 following
- * providers.md; see stand-in.ts for the shared API (url, setFault, clearFaults, mints, attempts, requests,
+ * docs/providers.md; see stand-in.ts for the shared API (url, setFault, clearFaults, mints, attempts, requests,
  * tokenInfo, isTokenValid, close) and each provider file for its contract.
  */
 import { startKigoStandIn, type KigoStandIn, type KigoStandInOptions } from './kigo.js'

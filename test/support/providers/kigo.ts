@@ -1,5 +1,5 @@
 /**
- * Kigo partner API stand-in (providers.md § Kigo): `POST /api/v1/auth/sessions` with JSON
+ * Kigo partner API stand-in (docs/providers.md § Kigo): `POST /api/v1/auth/sessions` with JSON
  * `{ api_key, partner_id }` → `{ token }` (no expiry field; 30 min documented). Errors `{ message }`
  * (an inference in the docs). Tokens are opaque by default, or JWTs with `exp` (`tokenFormat: 'jwt'`).
  */

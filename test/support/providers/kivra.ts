@@ -1,5 +1,5 @@
 /**
- * Kivra sender API stand-in (providers.md § Kivra): `POST /v1/auth` with HTTP Basic
+ * Kivra sender API stand-in (docs/providers.md § Kivra): `POST /v1/auth` with HTTP Basic
  * base64(client_id:client_secret) and a form body `grant_type=client_credentials` (optional `scope`) →
  * `{ access_token, token_type: "bearer", expires_in, scope, state }`. Errors are
  * `{ code, short_message, long_message }` plus `x-error-code`; every response has `x-correlation-id`.

@@ -1,5 +1,5 @@
 /**
- * Klavi Link API stand-in (providers.md § Klavi): `POST /data/v1/auth` with JSON `{ accessKey, secretKey }`
+ * Klavi Link API stand-in (docs/providers.md § Klavi): `POST /data/v1/auth` with JSON `{ accessKey, secretKey }`
  * → `{ accessToken (JWT), expireIn }`; `GET /data/v1/refresh` with `Authorization: Bearer <current token>`
  * → `{ accessToken, expireIn }`, only for a token it issued that has not expired on its clock. Bad
  * credentials: 401 `{ statusCode: 401, error: "Unauthorized", message: "Invalid accessKey or secretKey" }`.

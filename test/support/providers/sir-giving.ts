@@ -1,5 +1,5 @@
 /**
- * SIR Giving partner API stand-in (providers.md § SIR Giving): every route under `/v1/partner/` checks the
+ * SIR Giving partner API stand-in (docs/providers.md § SIR Giving): every route under `/v1/partner/` checks the
  * three documented headers — `X-Partner-Key` (the sk_ key; a pk_ key gets 403), `X-Timestamp` (Unix
  * seconds, ±5 minutes of its clock) and `X-Signature` (lowercase hex HMAC-SHA256 keyed with `hmacSecret`,
  * or with the sk_ key for legacy credentials, over timestamp + METHOD + pathWithQuery + hex(sha256(body))).

@@ -1,6 +1,6 @@
 /**
  * The shared base of the provider stand-ins: a real HTTP server on 127.0.0.1 (port 0) that follows one
- * provider's documented contract (providers.md), records every request, counts what it issued, and injects
+ * provider's documented contract (docs/providers.md), records every request, counts what it issued, and injects
  * faults on demand. Each provider file only describes its routes, its request checks and its bodies.
  *
  * Typical use:

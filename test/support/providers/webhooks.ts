@@ -1,5 +1,5 @@
 /**
- * Signed webhook deliveries as each provider documents them (providers.md), computed here with node:crypto
+ * Signed webhook deliveries as each provider documents them (docs/providers.md), computed here with node:crypto
  * from the documented formulas — independently of src/providers/webhooks.ts — so tests of the verifiers
  * (and of the broker's webhook route) check the contract, not our own code against itself.
  */

@@ -1,0 +1,167 @@
+/**
+ * The token requests callers make: a token with at least min_ttl left (from memory, the store, or one
+ * refresh), a report that the provider rejected a token, an operator's forced refresh; and how an engine
+ * failure is answered (the BrokerError a caller sees).
+ */
+import { BrokerError, ProviderError } from '../errors.js'
+import type { Grant } from '../providers/types.js'
+import type { Clock } from '../time.js'
+import type { Adopt } from './cluster-refresh.js'
+import { sameToken } from './grant-identity.js'
+import type { CredentialTable, GrantState } from './grant-state.js'
+import { defaultMinTtlSeconds, minTtlFits, neededUntil, rejectionRefreshIntervalMs, serves } from './refresh-policy.js'
+import type { SharedStore } from './shared-store.js'
+import type { SingleFlight } from './single-flight.js'
+import type { Broker, BrokerObserver, IssuedToken, TokenSource } from './types.js'
+
+export type TokenService = Pick<Broker, 'getToken' | 'reportRejected' | 'forceRefresh'>
+
+export interface TokenServiceDeps {
+  table: CredentialTable
+  shared: SharedStore
+  flights: SingleFlight
+  adopt: Adopt
+  clock: Clock
+  observer: BrokerObserver
+  /** Overrides the rejection-refresh interval (tests); default min(30 s, 10 % of the lifetime). */
+  rejectionRefreshIntervalMs?: number | undefined
+}
+
+/** Upper bound of min_ttl when neither configuration nor the provider's documentation gives a lifetime. */
+const maxMinTtlSeconds = 86_400
+
+const lifetimeMsOf = (grant: Grant): number => grant.expiresAt - grant.obtainedAt
+
+/**
+ * The BrokerError a caller sees for a failure of the engine: a provider error becomes a stable code;
+ * `backoffLeftMs` is how long the credential's backoff still runs (a floor of Retry-After).
+ */
+export function toBrokerError (credentialId: string, err: unknown, backoffLeftMs = 0): unknown {
+  if (err instanceof BrokerError) return err
+  if (err instanceof ProviderError) {
+    if (err.kind === 'permanent') {
+      return new BrokerError('CB_PROVIDER_REJECTED_CREDENTIALS', `the provider rejected the client credentials of "${credentialId}"${err.providerCode === undefined ? '' : ` (provider code ${err.providerCode})`}; the secret needs rotating`, { cause: err, extensions: { provider_code: err.providerCode } })
+    }
+    const retryAfterSeconds = Math.max(1, Math.ceil(Math.max(err.retryAfterMs ?? 0, backoffLeftMs) / 1000))
+    return new BrokerError('CB_PROVIDER_UNAVAILABLE', `the provider of "${credentialId}" is unavailable and no grant with enough life is held`, { cause: err, retryAfterSeconds })
+  }
+  return err
+}
+
+export function createTokenService (deps: TokenServiceDeps): TokenService {
+  const { table, shared, flights, clock, observer } = deps
+  const answerFor = (state: GrantState, err: unknown): unknown => toBrokerError(state.credential.id, err, state.failingUntil - clock.now())
+
+  function issue (credentialId: string, grant: Grant, source: TokenSource, started: number): IssuedToken {
+    observer.tokenServed?.(credentialId, source, (performance.now() - started) / 1000)
+    return { grant, source, expiresIn: Math.max(0, Math.floor((grant.expiresAt - clock.now()) / 1000)) }
+  }
+
+  function failed (credentialId: string, started: number, err: unknown): unknown {
+    observer.tokenServed?.(credentialId, 'error', (performance.now() - started) / 1000)
+    return err
+  }
+
+  /** Within a failure backoff, answer at once rather than letting callers drive the provider harder. */
+  function backoffAnswer (state: GrantState): BrokerError | undefined {
+    if (state.permanent !== undefined) return answerFor(state, state.permanent) as BrokerError
+    const now = clock.now()
+    if (now >= state.failingUntil || state.inflight !== undefined) return undefined
+    const retryAfterSeconds = Math.max(1, Math.ceil((state.failingUntil - now) / 1000))
+    const last = answerFor(state, state.lastFailure)
+    if (last instanceof BrokerError && last.code !== 'CB_PROVIDER_UNAVAILABLE') return new BrokerError(last.code, last.message, { retryAfterSeconds, extensions: last.extensions })
+    return new BrokerError('CB_PROVIDER_UNAVAILABLE', `the provider of "${state.credential.id}" is failing and no grant with enough life is held`, { retryAfterSeconds })
+  }
+
+  function unsatisfiable (state: GrantState, minTtlSeconds: number, grant: Grant, fresh: boolean): BrokerError {
+    const lifetime = Math.floor(lifetimeMsOf(grant) / 1000)
+    const detail = fresh
+      ? `min_ttl ${minTtlSeconds} s cannot be met: the newest grant of "${state.credential.id}" lives ${lifetime} s in all`
+      : `min_ttl ${minTtlSeconds} s is too close to the ${lifetime} s lifetime of "${state.credential.id}"'s grants`
+    return new BrokerError('CB_MIN_TTL_UNSATISFIABLE', detail, { extensions: { lifetime_seconds: lifetime } })
+  }
+
+  /** A miss or a grant too short for the caller: the store, else one refresh (shared by the replica and the cluster). */
+  async function slowPath (state: GrantState, requestedMinTtl: number | undefined, minTtlSeconds: number, started: number): Promise<IssuedToken> {
+    const id = state.credential.id
+    const stored = await shared.read(state.key)
+    if (stored !== undefined && serves(stored.grant, minTtlSeconds, clock.now())) {
+      deps.adopt(state, stored.grant, stored.fence)
+      return issue(id, stored.grant, 'store', started)
+    }
+    const waiting = backoffAnswer(state)
+    if (waiting !== undefined) throw waiting
+    const known = state.held ?? stored?.grant
+    if (known !== undefined && !minTtlFits(minTtlSeconds, lifetimeMsOf(known))) throw unsatisfiable(state, minTtlSeconds, known, false)
+    let grant: Grant
+    try {
+      grant = await flights.refresh(state, { reason: 'on_demand', neededUntil: neededUntil(minTtlSeconds, clock.now()) })
+    } catch (err) {
+      throw answerFor(state, err)
+    }
+    // A caller that named no min_ttl gets the default of the lifetime its provider really gives.
+    const judged = requestedMinTtl ?? defaultMinTtlSeconds(lifetimeMsOf(grant) / 1000)
+    if (!serves(grant, judged, clock.now())) throw unsatisfiable(state, judged, grant, true)
+    return issue(id, grant, 'refreshed', started)
+  }
+
+  return {
+    async getToken (credentialId, requestedMinTtl) {
+      const started = performance.now()
+      const state = table.token(credentialId).grant
+      if (requestedMinTtl !== undefined) {
+        const bound = state.expectedLifetimeSeconds ?? maxMinTtlSeconds
+        if (requestedMinTtl > bound) throw new BrokerError('CB_BAD_REQUEST', `min_ttl must be between 0 and the credential's lifetime (${bound} s)`)
+      }
+      const held = state.held
+      const minTtlSeconds = requestedMinTtl ?? defaultMinTtlSeconds(held === undefined ? state.expectedLifetimeSeconds : lifetimeMsOf(held) / 1000)
+      const now = clock.now()
+      // Hot path: no I/O. A grant that satisfies the caller's min_ttl is served even if a refresh is due
+      // or failing (the advisory window / stale-if-error); it is never served once it cannot.
+      if (held !== undefined && serves(held, minTtlSeconds, now)) {
+        return issue(credentialId, held, state.consecutiveFailures > 0 && now >= state.plannedAt ? 'stale' : 'local', started)
+      }
+      try {
+        return await slowPath(state, requestedMinTtl, minTtlSeconds, started)
+      } catch (err) {
+        throw failed(credentialId, started, err)
+      }
+    },
+
+    async reportRejected (credentialId, rejectedToken) {
+      const started = performance.now()
+      const state = table.token(credentialId).grant
+      const current = state.held ?? (await shared.read(state.key))?.grant
+      // Only the token we hand out now can force a refresh; a report about an older one is already handled.
+      if (current !== undefined && !sameToken(current.accessToken, rejectedToken) && current.expiresAt > clock.now()) {
+        return issue(credentialId, current, 'local', started)
+      }
+      // A caller that reports every token it gets (its 403 is about something else: scope, tenant)
+      // must not drive the provider: at most one rejection-driven refresh per interval per replica.
+      // (Reports arriving while that refresh runs join it.)
+      const interval = deps.rejectionRefreshIntervalMs ?? rejectionRefreshIntervalMs(current === undefined ? 0 : lifetimeMsOf(current))
+      const sinceLast = clock.now() - state.lastRejectionRefreshAt
+      if (current !== undefined && state.inflight === undefined && sinceLast < interval) {
+        throw failed(credentialId, started, new BrokerError('CB_RATE_LIMITED', `credential "${credentialId}" was refreshed on a rejection report moments ago; one such refresh per ${Math.ceil(interval / 1000)} s`, { retryAfterSeconds: Math.max(1, Math.ceil((interval - sinceLast) / 1000)) }))
+      }
+      if (state.permanent !== undefined) throw answerFor(state, state.permanent)
+      state.lastRejectionRefreshAt = clock.now()
+      try {
+        return issue(credentialId, await flights.refresh(state, { reason: 'rejected', rejectedToken }), 'refreshed', started)
+      } catch (err) {
+        throw failed(credentialId, started, answerFor(state, err))
+      }
+    },
+
+    async forceRefresh (credentialId) {
+      const state = table.token(credentialId).grant
+      state.allowRetryNow()
+      try {
+        const grant = await flights.refresh(state, { reason: 'forced', requestedAt: clock.now() })
+        return { grant, source: 'refreshed', expiresIn: Math.max(0, Math.floor((grant.expiresAt - clock.now()) / 1000)) }
+      } catch (err) {
+        throw answerFor(state, err)
+      }
+    }
+  }
+}
