@@ -3,7 +3,8 @@ import { resolve, dirname, extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
-import { ConfigError } from './errors.js'
+import { ConfigError, StoreError } from './errors.js'
+import { parseEncryptionKeySetting } from './store/encryption.js'
 import { descriptorOf, providerKinds } from './providers/catalog.js'
 
 /** Where the checked-in example credentials and secrets live (used only in embedded mode). */
@@ -219,18 +220,8 @@ export function parseCredentialsFile (text: string, fileName: string): Credentia
   return result.data
 }
 
-/**
- * Reads and validates the whole configuration once. Throws a ConfigError listing every problem found,
- * so an operator fixes them all in one go rather than one per restart.
- */
-export function loadConfig (environment: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
-  const envResult = EnvSchema.safeParse(environment)
-  if (!envResult.success) throw new ConfigError(zodProblems(envResult.error, ''))
-  const env = envResult.data
-  const production = env.NODE_ENV === 'production'
-  const problems: string[] = []
-
-  // Credentials file: explicit, else ./credentials.yaml, else (outside production) the example.
+/** The credentials file: CREDENTIALS_FILE, else ./credentials.yaml, else (outside production) the example. */
+function readCredentialsFile (env: Env, cwd: string, production: boolean, problems: string[]): { credentialsFile: string | undefined, usingExampleCredentials: boolean, file: CredentialsFile | undefined } {
   let credentialsFile = env.CREDENTIALS_FILE === undefined ? undefined : resolve(cwd, env.CREDENTIALS_FILE)
   let usingExampleCredentials = false
   if (credentialsFile === undefined) {
@@ -257,6 +248,48 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
     }
   }
 
+  return { credentialsFile, usingExampleCredentials, file }
+}
+
+/** Vault's connection and auth settings; a missing auth input for the chosen method is a problem. */
+function vaultConfig (env: Env, addr: string, environment: Record<string, string | undefined>, problems: string[]): VaultConfig {
+  const token = readSecretFileVariable(environment, 'VAULT_TOKEN', problems)
+  const roleId = readSecretFileVariable(environment, 'VAULT_ROLE_ID', problems)
+  const secretId = readSecretFileVariable(environment, 'VAULT_SECRET_ID', problems)
+  if (env.VAULT_AUTH === 'token' && token === undefined) problems.push('VAULT_TOKEN: required when VAULT_AUTH=token; expected a Vault token (or VAULT_TOKEN_FILE)')
+  if (env.VAULT_AUTH === 'approle') {
+    if (roleId === undefined) problems.push('VAULT_ROLE_ID: required when VAULT_AUTH=approle (or VAULT_ROLE_ID_FILE)')
+    if (secretId === undefined) problems.push('VAULT_SECRET_ID: required when VAULT_AUTH=approle (or VAULT_SECRET_ID_FILE)')
+  }
+  if (env.VAULT_AUTH === 'kubernetes' && env.VAULT_K8S_ROLE === undefined) problems.push('VAULT_K8S_ROLE: required when VAULT_AUTH=kubernetes; expected the Vault role bound to this service account')
+  return {
+    addr: addr.replace(/\/+$/, ''),
+    namespace: env.VAULT_NAMESPACE,
+    auth: env.VAULT_AUTH,
+    token: token ?? undefined,
+    roleId: roleId ?? undefined,
+    secretId: secretId ?? undefined,
+    approleMount: env.VAULT_APPROLE_MOUNT,
+    k8sRole: env.VAULT_K8S_ROLE,
+    k8sTokenPath: env.VAULT_K8S_TOKEN_PATH,
+    k8sMount: env.VAULT_K8S_MOUNT,
+    timeoutMs: env.VAULT_TIMEOUT_MS
+  }
+}
+
+/**
+ * Reads and validates the whole configuration once. Throws a ConfigError listing every problem found,
+ * so an operator fixes them all in one go rather than one per restart.
+ */
+export function loadConfig (environment: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
+  const envResult = EnvSchema.safeParse(environment)
+  if (!envResult.success) throw new ConfigError(zodProblems(envResult.error, ''))
+  const env = envResult.data
+  const production = env.NODE_ENV === 'production'
+  const problems: string[] = []
+
+  const { credentialsFile, usingExampleCredentials, file } = readCredentialsFile(env, cwd, production, problems)
+
   if (production && env.REDIS_URL === undefined) {
     problems.push('REDIS_URL: required when NODE_ENV=production; the embedded in-memory store is for a single local replica only')
   }
@@ -266,36 +299,19 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
   if (env.TOKEN_ENCRYPTION_KEY === undefined && (production || env.REDIS_URL !== undefined)) {
     problems.push('TOKEN_ENCRYPTION_KEY: required with REDIS_URL or NODE_ENV=production, so every replica shares the key; expected a base64 32-byte key (openssl rand -base64 32) or "vault:<mount>/<path>#<field>"')
   }
-  if (env.TOKEN_ENCRYPTION_KEY !== undefined) problems.push(...checkEncryptionKeySpec(env.TOKEN_ENCRYPTION_KEY))
+  if (env.TOKEN_ENCRYPTION_KEY !== undefined) {
+    try {
+      parseEncryptionKeySetting(env.TOKEN_ENCRYPTION_KEY)
+    } catch (err) {
+      if (!(err instanceof StoreError)) throw err
+      problems.push(err.message)
+    }
+  }
   if (env.VAULT_ADDR === undefined && env.TOKEN_ENCRYPTION_KEY?.startsWith('vault:') === true) {
     problems.push('TOKEN_ENCRYPTION_KEY: a vault: key needs VAULT_ADDR')
   }
 
-  let vault: VaultConfig | undefined
-  if (env.VAULT_ADDR !== undefined) {
-    const token = readSecretFileVariable(environment, 'VAULT_TOKEN', problems)
-    const roleId = readSecretFileVariable(environment, 'VAULT_ROLE_ID', problems)
-    const secretId = readSecretFileVariable(environment, 'VAULT_SECRET_ID', problems)
-    if (env.VAULT_AUTH === 'token' && token === undefined) problems.push('VAULT_TOKEN: required when VAULT_AUTH=token; expected a Vault token (or VAULT_TOKEN_FILE)')
-    if (env.VAULT_AUTH === 'approle') {
-      if (roleId === undefined) problems.push('VAULT_ROLE_ID: required when VAULT_AUTH=approle (or VAULT_ROLE_ID_FILE)')
-      if (secretId === undefined) problems.push('VAULT_SECRET_ID: required when VAULT_AUTH=approle (or VAULT_SECRET_ID_FILE)')
-    }
-    if (env.VAULT_AUTH === 'kubernetes' && env.VAULT_K8S_ROLE === undefined) problems.push('VAULT_K8S_ROLE: required when VAULT_AUTH=kubernetes; expected the Vault role bound to this service account')
-    vault = {
-      addr: env.VAULT_ADDR.replace(/\/+$/, ''),
-      namespace: env.VAULT_NAMESPACE,
-      auth: env.VAULT_AUTH,
-      token: token ?? undefined,
-      roleId: roleId ?? undefined,
-      secretId: secretId ?? undefined,
-      approleMount: env.VAULT_APPROLE_MOUNT,
-      k8sRole: env.VAULT_K8S_ROLE,
-      k8sTokenPath: env.VAULT_K8S_TOKEN_PATH,
-      k8sMount: env.VAULT_K8S_MOUNT,
-      timeoutMs: env.VAULT_TIMEOUT_MS
-    }
-  }
+  const vault = env.VAULT_ADDR === undefined ? undefined : vaultConfig(env, env.VAULT_ADDR, environment, problems)
 
   let secretsFile: string | undefined
   let usingExampleSecrets = false
@@ -327,24 +343,6 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
     secretCheckIntervalSeconds: env.SECRET_CHECK_INTERVAL_SECONDS,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE
   })
-}
-
-/**
- * TOKEN_ENCRYPTION_KEY is either "vault:<mount>/<path>#<field>" or a comma-separated list of keys, each
- * "<base64>" or "<key id>:<base64>"; the first encrypts, all decrypt (rotation without downtime).
- */
-function checkEncryptionKeySpec (spec: string): string[] {
-  if (spec.startsWith('vault:')) {
-    return /^vault:[^/\s#]+\/[^\s#]+#\S+$/.test(spec) ? [] : ['TOKEN_ENCRYPTION_KEY: expected "vault:<mount>/<path>#<field>"']
-  }
-  const problems: string[] = []
-  spec.split(',').forEach((entry, index) => {
-    const separator = entry.indexOf(':')
-    const material = separator === -1 ? entry.trim() : entry.slice(separator + 1).trim()
-    const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(material) ? Buffer.from(material, 'base64') : Buffer.alloc(0)
-    if (bytes.length !== 32) problems.push(`TOKEN_ENCRYPTION_KEY: key ${index + 1} is not 32 bytes of base64 (got ${bytes.length} bytes); expected the output of "openssl rand -base64 32"`)
-  })
-  return problems
 }
 
 function deepFreeze<T> (value: T): T {

@@ -213,6 +213,54 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
     labelNames: ['credential'] as const,
     registers
   })
+  const circuitBreakerState = new Gauge({
+    name: `${metricPrefix}circuit_breaker_state`,
+    help: 'Per-provider circuit breaker: 0 closed, 1 half-open, 2 open.',
+    labelNames: ['provider'] as const,
+    registers
+  })
+  const health = createHealthGauges(registers)
+  const secretRotations = new Counter({
+    name: `${metricPrefix}secret_rotations_total`,
+    help: 'New versions of a credential\'s client secret seen in Vault (each triggers a re-mint).',
+    labelNames: ['credential'] as const,
+    registers
+  })
+
+  return {
+    registry,
+    tokenRequests,
+    tokenRequestDuration,
+    refreshes,
+    refreshDuration,
+    grantExpiry,
+    leaseContention,
+    staleGrantsServed,
+    circuitBreakerState,
+    vaultAuthenticated: health.vaultAuthenticated,
+    redisUp: health.redisUp,
+    readinessState: health.readinessState,
+    secretRotations,
+    setGrantExpirySource (source) {
+      grantExpirySource = source
+    },
+    setHealthSource: health.setSource,
+    initCredential ({ id, provider, mintsTokens = true }) {
+      const credential = { credential: id }
+      leaseContention.inc(credential, 0)
+      staleGrantsServed.inc(credential, 0)
+      secretRotations.inc(credential, 0)
+      if (!mintsTokens) return
+      for (const result of tokenRequestResults) tokenRequests.inc({ credential: id, result }, 0)
+      for (const result of refreshResults) {
+        for (const reason of refreshReasons) refreshes.inc({ provider, credential: id, result, reason }, 0)
+      }
+    }
+  }
+}
+
+/** readiness_state, redis_up and vault_authenticated, read from one health source at scrape time. */
+function createHealthGauges (registers: Registry[]): { vaultAuthenticated: Gauge, redisUp: Gauge, readinessState: Gauge, setSource: (source: HealthSource | undefined) => void } {
   // Scrapes collect all metrics concurrently: the three health gauges share one in-flight reading.
   let healthSource: HealthSource | undefined
   let healthInFlight: Promise<HealthReading | undefined> | undefined
@@ -223,12 +271,6 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
   }
   const binary = (value: boolean): 0 | 1 => (value ? 1 : 0)
 
-  const circuitBreakerState = new Gauge({
-    name: `${metricPrefix}circuit_breaker_state`,
-    help: 'Per-provider circuit breaker: 0 closed, 1 half-open, 2 open.',
-    labelNames: ['provider'] as const,
-    registers
-  })
   const vaultAuthenticated = new Gauge({
     name: `${metricPrefix}vault_authenticated`,
     help: '1 when the broker holds a valid Vault token, else 0 (also 0 in embedded mode, which has no Vault).',
@@ -256,43 +298,5 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
       if (reading !== undefined) this.set(readinessStates[reading.readiness])
     }
   })
-  const secretRotations = new Counter({
-    name: `${metricPrefix}secret_rotations_total`,
-    help: 'New versions of a credential\'s client secret seen in Vault (each triggers a re-mint).',
-    labelNames: ['credential'] as const,
-    registers
-  })
-
-  return {
-    registry,
-    tokenRequests,
-    tokenRequestDuration,
-    refreshes,
-    refreshDuration,
-    grantExpiry,
-    leaseContention,
-    staleGrantsServed,
-    circuitBreakerState,
-    vaultAuthenticated,
-    redisUp,
-    readinessState,
-    secretRotations,
-    setGrantExpirySource (source) {
-      grantExpirySource = source
-    },
-    setHealthSource (source) {
-      healthSource = source
-    },
-    initCredential ({ id, provider, mintsTokens = true }) {
-      const credential = { credential: id }
-      leaseContention.inc(credential, 0)
-      staleGrantsServed.inc(credential, 0)
-      secretRotations.inc(credential, 0)
-      if (!mintsTokens) return
-      for (const result of tokenRequestResults) tokenRequests.inc({ credential: id, result }, 0)
-      for (const result of refreshResults) {
-        for (const reason of refreshReasons) refreshes.inc({ provider, credential: id, result, reason }, 0)
-      }
-    }
-  }
+  return { vaultAuthenticated, redisUp, readinessState, setSource: source => { healthSource = source } }
 }

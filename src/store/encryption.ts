@@ -64,15 +64,23 @@ export function keyId (key: Buffer): string {
   return createHash('sha256').update(key).digest('hex').slice(0, 8)
 }
 
+/** TOKEN_ENCRYPTION_KEY, parsed: a reference to a field of a Vault secret, or the keys themselves. */
+export type EncryptionKeySetting =
+  | { readonly kind: 'vault', readonly path: string, readonly field: string }
+  | { readonly kind: 'keys', readonly keys: readonly EncryptionKey[] }
+
 /**
- * Parses TOKEN_ENCRYPTION_KEY: a comma-separated list of "<base64 32 bytes>" or "<kid>:<base64 32 bytes>";
- * the first seals, all open (rotation: add the new key first, keep the old one until its grants expired).
- * A "vault:" reference must have been resolved to such a list before it gets here. Throws a StoreError
- * ('invalid') whose message names the position of a bad entry, never its value.
+ * The one grammar of TOKEN_ENCRYPTION_KEY: "vault:<mount>/<path>#<field>", or a comma-separated list of
+ * "<base64 32 bytes>" or "<kid>:<base64 32 bytes>"; the first key seals, all open (rotation: add the new
+ * key first, keep the old one until its grants expired). Throws a StoreError ('invalid') whose message
+ * names the position of a bad entry, never its value. Config validation and the store both use it.
  */
-export function parseEncryptionKeySpec (spec: string): EncryptionKey[] {
-  if (spec.trim().startsWith('vault:')) {
-    throw new StoreError('invalid', 'TOKEN_ENCRYPTION_KEY: a "vault:" reference must be resolved to keys before use')
+export function parseEncryptionKeySetting (spec: string): EncryptionKeySetting {
+  const trimmed = spec.trim()
+  if (trimmed.startsWith('vault:')) {
+    const match = /^vault:([^/\s#]+\/[^\s#]+)#(\S+)$/.exec(trimmed)
+    if (match === null) throw new StoreError('invalid', 'TOKEN_ENCRYPTION_KEY: expected "vault:<mount>/<path>#<field>"')
+    return { kind: 'vault', path: match[1] as string, field: match[2] as string }
   }
   const keys: EncryptionKey[] = []
   spec.split(',').forEach((entry, index) => {
@@ -81,7 +89,7 @@ export function parseEncryptionKeySpec (spec: string): EncryptionKey[] {
     const material = (separator === -1 ? entry : entry.slice(separator + 1)).trim()
     if (explicitKid === '') throw new StoreError('invalid', `TOKEN_ENCRYPTION_KEY: key ${index + 1} has an empty key id`)
     const key = base64Pattern.test(material) ? Buffer.from(material, 'base64') : Buffer.alloc(0)
-    if (key.length !== KEY_BYTES) throw new StoreError('invalid', `TOKEN_ENCRYPTION_KEY: key ${index + 1} is not 32 bytes of base64`)
+    if (key.length !== KEY_BYTES) throw new StoreError('invalid', `TOKEN_ENCRYPTION_KEY: key ${index + 1} is not 32 bytes of base64 (got ${key.length} bytes); expected the output of "openssl rand -base64 32"`)
     const kid = explicitKid ?? keyId(key)
     const sameKid = keys.find(existing => existing.kid === kid)
     if (sameKid !== undefined) {
@@ -92,7 +100,14 @@ export function parseEncryptionKeySpec (spec: string): EncryptionKey[] {
     keys.push({ kid, key })
   })
   if (keys.length === 0) throw new StoreError('invalid', 'TOKEN_ENCRYPTION_KEY: no key')
-  return keys
+  return { kind: 'keys', keys }
+}
+
+/** The keys of a TOKEN_ENCRYPTION_KEY that is a key list (a "vault:" reference must have been resolved first). */
+export function parseEncryptionKeySpec (spec: string): EncryptionKey[] {
+  const setting = parseEncryptionKeySetting(spec)
+  if (setting.kind === 'vault') throw new StoreError('invalid', 'TOKEN_ENCRYPTION_KEY: a "vault:" reference must be resolved to keys before use')
+  return [...setting.keys]
 }
 
 /**

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { GrantStore } from './types.js'
 import { createGrantStore } from './index.js'
+import { parseEncryptionKeySetting } from './encryption.js'
 import { ConfigError } from '../errors.js'
 
 declare module 'fastify' {
@@ -18,11 +19,11 @@ export const storePlugin = fp<{ store?: GrantStore | undefined, now?: (() => num
   let store = options.store
   if (store === undefined) {
     let encryptionKey = app.config.encryptionKey
-    if (encryptionKey?.startsWith('vault:') === true) {
-      const [path, field] = encryptionKey.slice('vault:'.length).split('#') as [string, string]
-      const secret = await app.secrets.get(path)
-      encryptionKey = secret.data[field]
-      if (encryptionKey === undefined) throw new ConfigError([`TOKEN_ENCRYPTION_KEY: the Vault secret "${path}" has no field "${field}"`])
+    const setting = encryptionKey === undefined ? undefined : parseEncryptionKeySetting(encryptionKey)
+    if (setting?.kind === 'vault') {
+      const secret = await app.secrets.get(setting.path)
+      encryptionKey = secret.data[setting.field]
+      if (encryptionKey === undefined) throw new ConfigError([`TOKEN_ENCRYPTION_KEY: the Vault secret "${setting.path}" has no field "${setting.field}"`])
     }
     const redisOrMemory = createGrantStore(app.config, { log: app.logger.child({ component: 'store' }), now: options.now, encryptionKey })
     if (redisOrMemory.kind === 'redis') {

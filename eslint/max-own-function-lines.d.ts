@@ -1,0 +1,3 @@
+import type { Rule } from 'eslint'
+declare const rule: Rule.RuleModule
+export default rule
