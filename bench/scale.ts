@@ -22,14 +22,12 @@ import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { createBroker } from '../src/broker/broker.js'
+import { createBrokerFor, createSecretsFor, createStoreFor } from '../src/assemble.js'
 import type { BrokerProviders } from '../src/broker/types.js'
-import { CredentialSchema, type CredentialConfig } from '../src/config.js'
+import { loadConfig } from '../src/config.js'
 import { createLogger } from '../src/observability/logger.js'
 import type { TokenAdapter } from '../src/providers/types.js'
 import { createProviderRegistry } from '../src/providers/catalog.js'
-import { createFileSecretSource, createSecretManager } from '../src/secrets/index.js'
-import { createGrantCipher, createRedisGrantStore } from '../src/store/index.js'
 import type { GrantStore } from '../src/store/types.js'
 import { tempFile } from '../test/support/app.js'
 import { FakeClock } from '../test/support/fake-clock.js'
@@ -215,13 +213,7 @@ export async function runScale (options: { credentials?: number, lifetimesSecond
 
   try {
     for (const lifetimeSeconds of lifetimesSeconds) standIns.push(await startKivraStandIn({ now: clock.now, lifetimeSeconds }))
-    const secrets = createSecretManager({
-      source: createFileSecretSource({ file: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...standIns[0]?.secret } })), log }),
-      log,
-      intervalMs: 3_600_000
-    })
-    await secrets.start()
-    const credentials: CredentialConfig[] = Array.from({ length: credentialCount }, (_, i) => CredentialSchema.parse({
+    const credentials = Array.from({ length: credentialCount }, (_, i) => ({
       id: `credential-${i}`,
       provider: 'kivra',
       environment: 'production',
@@ -229,18 +221,29 @@ export async function runScale (options: { credentials?: number, lifetimesSecond
       base_url: (standIns[i % standIns.length] as KivraStandIn).url,
       scope: `kivra.v1.tenant.t${i}.*`
     }))
-    const inner = createRedisGrantStore({ url: redis.url, keyPrefix, cipher: createGrantCipher(randomBytes(32).toString('base64'), { log }), log, now: clock.now })
-    await inner.ready()
+    // Assembled as a production replica is (src/assemble.ts), with the store, secret reads and provider
+    // calls tracked so each simulated second can wait until the work it made due has finished.
+    const config = loadConfig({
+      CREDENTIALS_FILE: tempFile('credentials.json', JSON.stringify({ credentials })),
+      SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...standIns[0]?.secret } })),
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: keyPrefix,
+      TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+      SECRET_CHECK_INTERVAL_SECONDS: '86400',
+      LOG_LEVEL: 'warn'
+    })
+    const secrets = await createSecretsFor(config, log)
+    const inner = await createStoreFor(config, secrets.manager, log, { now: clock.now })
     collectGarbage()
     const baselineRss = process.memoryUsage().rss
 
     let failed = 0
-    const broker = createBroker({
-      credentials,
-      store: trackedStore(inner, tracker),
+    const held = secrets.manager
+    const broker = createBrokerFor(config, trackedStore(inner, tracker), {
       // Secret reads are tracked too: the first one goes to the file, between the lease and the mint.
-      secrets: { ...secrets, get: async path => await tracker.track(secrets.get(path)), reread: async path => await tracker.track(secrets.reread(path)) },
-      secretsKind: 'file',
+      manager: { ...held, get: async path => await tracker.track(held.get(path)), reread: async path => await tracker.track(held.reread(path)) },
+      kind: secrets.kind
+    }, {
       providers: trackedProviders(tracker),
       log,
       clock,
@@ -274,7 +277,7 @@ export async function runScale (options: { credentials?: number, lifetimesSecond
     const afterRun = process.memoryUsage()
     await broker.close()
     await inner.close()
-    await secrets.close()
+    await secrets.manager.close()
 
     const seconds = [...perSecond.keys()].sort((a, b) => a - b)
     const total = [...perSecond.values()].reduce((sum, count) => sum + count, 0)

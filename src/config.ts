@@ -149,7 +149,6 @@ export const CredentialsFileSchema = z.strictObject({
 export type CredentialsFile = z.infer<typeof CredentialsFileSchema>
 
 export interface Config {
-  readonly env: Env
   readonly port: number
   readonly host: string
   readonly logLevel: Env['LOG_LEVEL']
@@ -324,8 +323,6 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
   if (file === undefined || credentialsFile === undefined) throw new ConfigError(['CREDENTIALS_FILE: could not be loaded'])
 
   return deepFreeze({
-    // Secrets stay out of `env`: they live only where they are used (vault, encryptionKey).
-    env: { ...env, VAULT_TOKEN: undefined, VAULT_SECRET_ID: undefined, VAULT_ROLE_ID: undefined, TOKEN_ENCRYPTION_KEY: undefined },
     port: env.PORT,
     host: env.HOST,
     logLevel: env.LOG_LEVEL,

@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
 import type { BrokerProviders, BrokerOptions } from './types.js'
-import { createBroker } from './broker.js'
+import { createBrokerFor } from '../assemble.js'
 import type { Clock } from '../time.js'
 import type { Broker } from './types.js'
-import { createProviderRegistry, descriptorOf } from '../providers/catalog.js'
+import { descriptorOf } from '../providers/catalog.js'
 import { circuitBreakerStates } from '../observability/metrics.js'
 
 declare module 'fastify' {
@@ -27,12 +27,8 @@ export interface BrokerPluginOptions {
 export const brokerPlugin = fp<BrokerPluginOptions>(async (app, options) => {
   const { metrics } = app
   const tokenResult = { local: 'hit_local', store: 'hit_store', refreshed: 'refreshed', stale: 'stale', error: 'error' } as const
-  const broker = createBroker({
-    credentials: app.config.credentials,
-    store: app.store,
-    secrets: app.secrets,
-    secretsKind: app.secretSourceKind,
-    providers: options.providers ?? createProviderRegistry(),
+  const broker = createBrokerFor(app.config, app.store, { manager: app.secrets, kind: app.secretSourceKind }, {
+    providers: options.providers,
     log: app.logger.child({ component: 'broker' }),
     clock: options.clock,
     options: options.brokerOptions,

@@ -1,7 +1,6 @@
 import type { SecretsLog } from './log.js'
 import type { Config } from '../config.js'
 import { createFileSecretSource } from './file-source.js'
-import { createSecretManager, type SecretManager } from './secret-manager.js'
 import { type SecretSource } from './types.js'
 import { createVaultSecretSource } from './vault-source.js'
 import { SecretError } from '../errors.js'
@@ -26,12 +25,4 @@ export function createSecretSource (config: Pick<Config, 'vault' | 'secretsFile'
     return createFileSecretSource({ file: config.secretsFile, log, usingExample: config.usingExampleSecrets })
   }
   throw new SecretError('invalid', 'no secret source configured: set VAULT_ADDR (Vault) or SECRETS_FILE (local file)')
-}
-
-/** The source from config wrapped in a manager checking for rotations every SECRET_CHECK_INTERVAL_SECONDS. */
-export function createSecretManagerFromConfig (
-  config: Pick<Config, 'vault' | 'secretsFile' | 'usingExampleSecrets' | 'secretCheckIntervalSeconds'>,
-  log: SecretsLog
-): SecretManager {
-  return createSecretManager({ source: createSecretSource(config, log), log, intervalMs: config.secretCheckIntervalSeconds * 1000 })
 }

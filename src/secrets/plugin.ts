@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
+import { createSecretsFor } from '../assemble.js'
+import type { SecretManager } from './secret-manager.js'
 import type { SecretSource } from './types.js'
-import { createSecretSource } from './index.js'
-import { createSecretManager, type SecretManager } from './secret-manager.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,11 +15,8 @@ declare module 'fastify' {
  * mode, a local JSON file. Vault login happens here, before anything reads a secret.
  */
 export const secretsPlugin = fp<{ source?: SecretSource | undefined, checkIntervalMs?: number | undefined }>(async (app, options) => {
-  const log = app.logger.child({ component: 'secrets' })
-  const source = options.source ?? createSecretSource(app.config, log)
-  const manager = createSecretManager({ source, log, intervalMs: options.checkIntervalMs ?? app.config.secretCheckIntervalSeconds * 1000 })
-  await manager.start()
+  const { manager, kind } = await createSecretsFor(app.config, app.logger.child({ component: 'secrets' }), options)
   app.decorate('secrets', manager)
-  app.decorate('secretSourceKind', source.kind)
+  app.decorate('secretSourceKind', kind)
   app.addHook('onClose', async () => { await manager.close() })
 }, { name: 'secrets', fastify: '5.x', dependencies: ['config'] })

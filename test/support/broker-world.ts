@@ -1,15 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { pino, type Logger } from 'pino'
-import { createBroker } from '../../src/broker/broker.js'
-import type { BrokerObserver, BrokerOptions, RefreshReason, RefreshResult } from '../../src/broker/types.js'
+import { stringify as toYaml } from 'yaml'
+import { assembleEngine } from '../../src/assemble.js'
+import type { Broker, BrokerObserver, BrokerOptions, RefreshReason, RefreshResult } from '../../src/broker/types.js'
+import { loadConfig, type CredentialConfig } from '../../src/config.js'
+import type { SecretManager } from '../../src/secrets/secret-manager.js'
+import type { GrantStore } from '../../src/store/types.js'
 import type { Clock } from '../../src/time.js'
-import type { Broker } from '../../src/broker/types.js'
-import { CredentialSchema, type CredentialConfig } from '../../src/config.js'
-import { createProviderRegistry } from '../../src/providers/catalog.js'
-import { createFileSecretSource } from '../../src/secrets/file-source.js'
-import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
-import { createGrantCipher } from '../../src/store/encryption.js'
-import { createRedisGrantStore, type RedisGrantStore } from '../../src/store/redis-store.js'
 import { tempFile } from './app.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from './redis.js'
 
@@ -18,7 +15,7 @@ export interface RefreshEvent { replica: number, credentialId: string, result: R
 export interface Replica {
   index: number
   broker: Broker
-  store: RedisGrantStore
+  store: GrantStore
   secrets: SecretManager
 }
 
@@ -57,30 +54,36 @@ export function standInCredential (
 }
 
 /**
- * N broker replicas as the design runs them: separate local caches and stores, one real Redis (a fresh
- * key prefix), one shared encryption key, real provider adapters, file secrets. Nothing is mocked.
+ * N broker replicas as the design runs them, each assembled from a configuration exactly as a production
+ * replica is (src/assemble.ts): separate local caches and stores, one real Redis (a fresh key prefix), one
+ * shared encryption key, real provider adapters, file secrets. Nothing is mocked.
  */
 export async function createBrokerWorld (options: BrokerWorldOptions): Promise<BrokerWorld> {
   const prefix = uniquePrefix('broker')
   const redisUrl = options.redisUrl ?? testRedisUrl()
-  const key = randomBytes(32).toString('base64')
   const secretsFile = tempFile('secrets.json', JSON.stringify(options.secrets))
+  const credentialsFile = tempFile('credentials.yaml', toYaml({ credentials: options.credentials.map(credential => ({ environment: 'sandbox', ...credential })) }))
+  const config = loadConfig({
+    CREDENTIALS_FILE: credentialsFile,
+    SECRETS_FILE: secretsFile,
+    REDIS_URL: redisUrl,
+    REDIS_KEY_PREFIX: prefix,
+    TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
+    LOG_LEVEL: 'silent'
+  })
   const log = options.log ?? pino({ level: 'silent' })
-  const credentials = options.credentials.map(credential => CredentialSchema.parse({ environment: 'sandbox', ...credential }))
   const refreshes: RefreshEvent[] = []
   let contention = 0
   const replicas: Replica[] = []
+  const closers: Array<() => Promise<void>> = []
   for (let index = 0; index < (options.replicas ?? 1); index++) {
-    const store = createRedisGrantStore({ url: redisUrl, keyPrefix: prefix, cipher: createGrantCipher(key, { log }), log, now: options.clock?.now })
-    await store.ready()
-    const secrets = createSecretManager({ source: createFileSecretSource({ file: secretsFile, log }), log, intervalMs: options.secretCheckIntervalMs ?? 3_600_000 })
-    await secrets.start()
     const observer: BrokerObserver = {
       refreshed: (_provider, credentialId, result, reason) => { refreshes.push({ replica: index, credentialId, result, reason }) },
       leaseContention: () => { contention += 1 }
     }
-    const broker = createBroker({ credentials, store, secrets, secretsKind: 'file', providers: createProviderRegistry(), log, clock: options.clock, observer, options: options.options })
-    replicas.push({ index, broker, store, secrets })
+    const engine = await assembleEngine(config, { log, clock: options.clock, observer, options: options.options, secretCheckIntervalMs: options.secretCheckIntervalMs ?? 3_600_000 })
+    replicas.push({ index, broker: engine.broker, store: engine.store, secrets: engine.secrets })
+    closers.push(engine.close)
   }
   if (options.start !== false) await Promise.all(replicas.map(async replica => { await replica.broker.start() }))
   return {
@@ -91,11 +94,7 @@ export async function createBrokerWorld (options: BrokerWorldOptions): Promise<B
     redisUrl,
     secretsFile,
     close: async () => {
-      for (const replica of replicas) {
-        await replica.broker.close()
-        await replica.store.close()
-        await replica.secrets.close()
-      }
+      for (const close of closers) await close()
       await deleteKeys(redisUrl, prefix).catch(() => {})
     }
   }
