@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint'
 import maxOwnFunctionLines from './eslint/max-own-function-lines.js'
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', 'bench/results/', 'bench/.build/'] },
+  { ignores: ['dist/', 'node_modules/', 'coverage/', 'bench/results/', 'bench/.build/', 'client/dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
