@@ -44,6 +44,15 @@ export abstract class CredentialBrokerError extends Error {
   }
 }
 
+/** An internal failure whose `kind` says how the engine reacts to it. */
+abstract class KindedError<K extends string> extends CredentialBrokerError {
+  readonly kind: K
+  constructor (kind: K, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.kind = kind
+  }
+}
+
 export interface BrokerErrorOptions {
   /** Seconds after which a retry may succeed; becomes the `Retry-After` header. */
   retryAfterSeconds?: number | undefined
@@ -91,16 +100,14 @@ export interface ProviderErrorOptions {
 }
 
 /** An error from a provider call. The message never contains a token, a secret or the raw upstream body. */
-export class ProviderError extends CredentialBrokerError {
-  readonly kind: ProviderErrorKind
+export class ProviderError extends KindedError<ProviderErrorKind> {
   readonly status: number | undefined
   readonly providerCode: string | undefined
   readonly retryAfterMs: number | undefined
   readonly correlationId: string | undefined
 
   constructor (kind: ProviderErrorKind, message: string, options: ProviderErrorOptions = {}) {
-    super(message, options)
-    this.kind = kind
+    super(kind, message, options)
     this.status = options.status
     this.providerCode = options.providerCode
     this.retryAfterMs = options.retryAfterMs
@@ -112,13 +119,7 @@ export class ProviderError extends CredentialBrokerError {
 export type SecretErrorKind = 'not_found' | 'denied' | 'unavailable' | 'invalid'
 
 /** An error from a secret source. Never carries a secret value or a Vault token. */
-export class SecretError extends CredentialBrokerError {
-  readonly kind: SecretErrorKind
-  constructor (kind: SecretErrorKind, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.kind = kind
-  }
-}
+export class SecretError extends KindedError<SecretErrorKind> {}
 
 /**
  * unavailable: Redis is down, unreachable or too slow (the caller serves from its local cache); rejected:
@@ -128,13 +129,7 @@ export class SecretError extends CredentialBrokerError {
 export type StoreErrorKind = 'unavailable' | 'rejected' | 'closed' | 'invalid'
 
 /** An error from the grant store. The message is short and fixed: never a grant, a key value or a Redis reply. */
-export class StoreError extends CredentialBrokerError {
-  readonly kind: StoreErrorKind
-  constructor (kind: StoreErrorKind, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.kind = kind
-  }
-}
+export class StoreError extends KindedError<StoreErrorKind> {}
 
 /** Configuration problems, one per line, each naming where it is, what is wrong and what is expected. */
 export class ConfigError extends CredentialBrokerError {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { pino, type Logger } from 'pino'
 import type { Grant } from '../providers/types.js'
 import type { GrantCipher, GrantEnvelope } from './encryption.js'
+import { notifyListeners, type GrantListener } from './listeners.js'
 import type { GrantStore, Lease, StoredGrant } from './types.js'
 import { checkGrant, checkGrantKey, checkLeaseTtl, grantTimeToLive } from './validate.js'
 import { StoreError } from '../errors.js'
@@ -41,7 +42,7 @@ export function createMemoryGrantStore (deps: MemoryGrantStoreDeps = {}): Memory
   // Fences outlive leases and grants, like the Redis fence key: they must only ever grow.
   const fences = new Map<string, number>()
   const grants = new Map<string, Entry>()
-  const listeners = new Set<(key: string, fence?: number) => void>()
+  const listeners = new Set<GrantListener>()
   const pending = new Set<NodeJS.Immediate>()
   let closed = false
 
@@ -53,13 +54,7 @@ export function createMemoryGrantStore (deps: MemoryGrantStoreDeps = {}): Memory
     // Deferred like a pub/sub message: a listener never runs inside the writer's call.
     const handle = setImmediate(() => {
       pending.delete(handle)
-      for (const listener of [...listeners]) {
-        try {
-          listener(key, fence)
-        } catch (err) {
-          log.warn({ key, err }, 'grant listener failed')
-        }
-      }
+      notifyListeners(listeners, key, fence, log)
     })
     pending.add(handle)
   }

@@ -4,6 +4,7 @@ import { Redis, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino'
 import { z } from 'zod'
 import type { GrantCipher } from './encryption.js'
+import { notifyListeners, type GrantListener } from './listeners.js'
 import type { GrantStore, Lease, StoreHealth } from './types.js'
 import { checkGrant, checkGrantKey, checkLeaseTtl, grantTimeToLive } from './validate.js'
 import { parseStored } from './parse-stored.js'
@@ -160,7 +161,7 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
   // Signals any change of connection state to callers waiting in waitFor().
   const state = new EventEmitter()
   state.setMaxListeners(0)
-  const listeners = new Set<(key: string, fence?: number) => void>()
+  const listeners = new Set<GrantListener>()
   // Keys this replica has dealt with: re-announced after a resubscribe, since pub/sub does not replay
   // the messages published while the subscriber was disconnected.
   const knownKeys = new Set<string>()
@@ -240,13 +241,7 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
     }
     const fence = fenceText === undefined || !/^\d+$/.test(fenceText) ? undefined : Number(fenceText)
     knownKeys.add(key)
-    for (const listener of [...listeners]) {
-      try {
-        listener(key, fence)
-      } catch (err) {
-        log.warn({ key, err }, 'grant listener failed')
-      }
-    }
+    notifyListeners(listeners, key, fence, log)
   }
 
   const subscribe = async (): Promise<void> => {
