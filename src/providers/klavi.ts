@@ -61,16 +61,17 @@ export function createKlaviAdapter (): TokenAdapter {
     return grantFor({ accessToken: token.accessToken }, obtainedAt, lifetimeSeconds)
   }
 
+  /** One call to a documented endpoint; `obtainedAt` is taken before it is sent (the lifetime counts from then). */
+  async function call (operation: string, request: { method: 'GET' | 'POST', path: string, json?: unknown, headers?: Record<string, string> }, ctx: ProviderContext): Promise<{ answer: HttpAnswer, obtainedAt: number }> {
+    const obtainedAt = ctx.now()
+    const answer = await sendRequest({ operation, method: request.method, url: endpointUrlOf(ctx.credential, hosts, request.path), json: request.json, headers: request.headers }, ctx)
+    return { answer, obtainedAt }
+  }
+
   async function mint (secret: SecretData, ctx: ProviderContext): Promise<Grant> {
     requireSecretFields('klavi', secret, secretFields)
     const operation = 'klavi mint'
-    const obtainedAt = ctx.now()
-    const answer = await sendRequest({
-      operation,
-      method: 'POST',
-      url: endpointUrlOf(ctx.credential, hosts, '/data/v1/auth'),
-      json: { accessKey: secretField(secret, 'accessKey'), secretKey: secretField(secret, 'secretKey') }
-    }, ctx)
+    const { answer, obtainedAt } = await call(operation, { method: 'POST', path: '/data/v1/auth', json: { accessKey: secretField(secret, 'accessKey'), secretKey: secretField(secret, 'secretKey') } }, ctx)
     if (answer.status < 200 || answer.status > 299) throw failure(answer, operation, secret, ctx)
     const grant = toGrant(answer, operation, obtainedAt, ctx)
     ctx.log.info({ credentialId: ctx.credential.id }, 'klavi token minted')
@@ -85,13 +86,7 @@ export function createKlaviAdapter (): TokenAdapter {
       return await mint(secret, ctx)
     }
     const operation = 'klavi refresh'
-    const obtainedAt = ctx.now()
-    const answer = await sendRequest({
-      operation,
-      method: 'GET',
-      url: endpointUrlOf(ctx.credential, hosts, '/data/v1/refresh'),
-      headers: { authorization: `Bearer ${grant.accessToken}` }
-    }, ctx)
+    const { answer, obtainedAt } = await call(operation, { method: 'GET', path: '/data/v1/refresh', headers: { authorization: `Bearer ${grant.accessToken}` } }, ctx)
     // "If refresh answers 401, fall back to /auth" (docs/providers.md): the token is invalid or expired on
     // Klavi's side, which says nothing about the client secret.
     if (answer.status === 401) {
