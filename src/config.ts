@@ -106,9 +106,23 @@ export const CredentialSchema = z.strictObject({
   refresh: RefreshPolicySchema.default(RefreshPolicySchema.parse({})),
   /** Partner tokens are backend-only by default; a generic OAuth2 credential may opt out. */
   backend_only: z.boolean().default(true),
-  allowed_callers: z.array(credentialId).default([])
+  allowed_callers: z.array(credentialId).default([]),
+  /** Narrower scopes callers may ask for (`?scope=`), exact strings; each set is its own grant. */
+  allowed_scopes: z.array(z.string().regex(/^\S{1,256}$/, 'expected one scope without spaces')).max(256).default([]),
+  /** How many scoped grants a credential may hold at once; past it a new scope set is answered 429. */
+  max_scoped_grants: z.number().int().min(1).max(10_000).default(50),
+  /** Kigo user sessions: their lifetime when the token is no JWT with exp, and how many this replica keeps in memory (an LRU in front of Redis). */
+  user_sessions: z.strictObject({
+    lifetime_seconds: z.number().int().min(10).max(86_400).default(1800),
+    cached: z.number().int().min(1).max(100_000).default(1000)
+  }).default({ lifetime_seconds: 1800, cached: 1000 }),
+  /** Mint with the previous secret version when the provider rejects a version younger than this (0: never). */
+  rollover_window_seconds: z.number().int().min(0).max(31 * 86_400).default(86_400)
 }).superRefine((credential, ctx) => {
   const descriptor = descriptorOf(credential.provider)
+  if (!descriptor.acceptsScope && credential.allowed_scopes.length > 0) {
+    ctx.addIssue({ code: 'custom', path: ['allowed_scopes'], message: `${credential.provider} tokens take no scope` })
+  }
   // A provider without documented hosts (generic OAuth2) is reached only through its token_url.
   if (descriptor.hosts === undefined && credential.token_url === undefined) {
     ctx.addIssue({ code: 'custom', path: ['token_url'], message: `required when provider is ${credential.provider}` })

@@ -15,7 +15,8 @@ describe('openapi.yaml', () => {
       '/healthz', '/metrics', '/readyz',
       '/v1/admin/credentials', '/v1/admin/credentials/{id}/refresh',
       '/v1/credentials', '/v1/credentials/{id}/signatures', '/v1/credentials/{id}/token',
-      '/v1/credentials/{id}/token/rejections', '/v1/credentials/{id}/webhook-verifications'
+      '/v1/credentials/{id}/token/rejections',
+      '/v1/credentials/{id}/user-sessions', '/v1/credentials/{id}/webhook-verifications'
     ])
     expect(Object.keys(spec.paths['/v1/credentials/{id}/token']?.get?.responses ?? {})).toEqual(['200', '400', '401', '403', '404', '409', '422', '429', '502', '503'])
     expect(spec.paths['/v1/credentials/{id}/token']?.get?.security).toEqual([{ bearer: [] }])

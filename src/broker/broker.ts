@@ -18,7 +18,10 @@ import { backoffDelayMs, defaultBackoff, systemClock } from '../time.js'
 import { ProviderError } from '../errors.js'
 import { createBreakerRegistry } from './circuit-breaker.js'
 import { createClusterRefresh, type Adopt } from './cluster-refresh.js'
-import { createCredentialTable, type GrantState } from './grant-state.js'
+import { createCredentialTable } from './credential-table.js'
+import type { GrantState } from './grant-state.js'
+import { createUserSessionAdapter } from './user-sessions.js'
+import { descriptorOf } from '../providers/catalog.js'
 import { createLifecycle } from './lifecycle.js'
 import { createMinter } from './minter.js'
 import { subscribeToNotices } from './notices.js'
@@ -42,7 +45,16 @@ export function createBroker (deps: BrokerDeps): Broker {
   const random = options.random ?? Math.random
   const backoff = options.backoff ?? defaultBackoff
 
-  const table = createCredentialTable(deps.credentials, config => providers.adapterFor(config.provider))
+  const table = createCredentialTable({
+    credentials: deps.credentials,
+    adapterFor: config => providers.adapterFor(config.provider),
+    userSessionAdapter: (credential, user) => {
+      const sessions = descriptorOf(credential.config.provider).userSessions?.()
+      if (sessions === undefined) throw new TypeError(`${credential.config.provider} has no user sessions`)
+      return createUserSessionAdapter(credential, user, sessions, tokens)
+    },
+    now: clock.now
+  })
   const lifecycle = createLifecycle(table.size)
   const shared = createSharedStore(store, log)
   const readSecret = createSecretReader(secrets)
@@ -62,6 +74,7 @@ export function createBroker (deps: BrokerDeps): Broker {
     lifecycle,
     resolve: key => table.grantByKey(key),
     refresh: async (state, intent) => await flights.refresh(state, intent),
+    retire: state => { table.retire(state) },
     pacing: options.pacing,
     maxConcurrentRefreshes: options.maxConcurrentRefreshes,
     backoff,
@@ -129,7 +142,7 @@ export function createBroker (deps: BrokerDeps): Broker {
       await Promise.all([...paths].map(async path => {
         await secrets.get(path).catch((err: unknown) => { log.warn({ err, path }, 'secret not readable at start; will retry on first use') })
       }))
-      await Promise.all(table.grants().map(load))
+      await Promise.all(table.defaultGrants().map(load))
       started = true
     },
 

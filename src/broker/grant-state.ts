@@ -1,13 +1,14 @@
 /**
- * The broker's state, per credential and per grant key. A token credential owns a GrantState (its default
- * grant); a signing credential has no grant at all. Every mutable field of a grant's state is written
- * here, through the methods below, so a reader can see every transition in one file.
+ * The broker's state, per credential and per grant key. A token credential owns a GrantState for its
+ * default grant, and more for its variants (narrower scopes, Kigo user sessions; credential-table.ts);
+ * a signing credential has no grant at all. Every mutable field of a grant's state is written here,
+ * through the methods below, so a reader can see every transition in one file.
  */
 import type { CredentialConfig } from '../config.js'
 import { BrokerError, ProviderError } from '../errors.js'
 import { expectedLifetimeSeconds } from '../providers/catalog.js'
 import type { Grant, SigningAdapter, TokenAdapter } from '../providers/types.js'
-import { grantKey } from './grant-identity.js'
+import { variantGrantKey, type GrantVariant } from './grant-identity.js'
 import { dueAt } from './refresh-policy.js'
 import type { CredentialStatus } from './types.js'
 
@@ -59,12 +60,18 @@ export class GrantState {
   /** When a caller's rejection report last made this replica refresh. */
   lastRejectionRefreshAt = Number.NEGATIVE_INFINITY
   secretVersion: number | undefined = undefined
+  /** When a caller last asked for this grant (scoped grants are refreshed only while they are asked for). */
+  lastRequestedAt = Number.NEGATIVE_INFINITY
   /** The lifetime the credential's tokens should have (configured or the provider's default), before any is held. */
   readonly expectedLifetimeSeconds: number | undefined
   private failures: Failures = noFailures()
 
-  constructor (readonly credential: CredentialConfig, readonly adapter: TokenAdapter) {
-    this.key = grantKey(credential)
+  /**
+   * `credential` is the configuration the grant is minted with: the credential's own, with the scope
+   * replaced for a scoped variant. `adapter` mints it (a Kigo user session has an adapter of its own).
+   */
+  constructor (readonly credential: CredentialConfig, readonly adapter: TokenAdapter, readonly variant: GrantVariant = { kind: 'default' }) {
+    this.key = variantGrantKey(credential, variant)
     this.expectedLifetimeSeconds = expectedLifetimeSeconds(credential)
   }
 
@@ -103,7 +110,8 @@ export class GrantState {
     this.failures.consecutive += 1
     this.failures.last = err
     this.failures.lastAt = now
-    if (err instanceof ProviderError && err.kind === 'permanent') this.failures.permanent = err
+    // A refused user session is not parked until a rotation: the next request may bring other details.
+    if (err instanceof ProviderError && err.kind === 'permanent' && this.variant.kind !== 'user') this.failures.permanent = err
     this.failures.until = now + backoffMs
   }
 
@@ -117,6 +125,22 @@ export class GrantState {
     this.failures.until = 0
   }
 
+  /**
+   * Whether the proactive refresh due now should run. Default grants always; a scoped grant only while it
+   * was asked for since its current grant was obtained (then it is left to expire); a user session never
+   * (it is refreshed on demand).
+   */
+  wantsProactiveRefresh (): boolean {
+    if (this.variant.kind === 'default') return true
+    if (this.variant.kind === 'user') return false
+    return this.held !== undefined && this.lastRequestedAt >= this.held.obtainedAt
+  }
+
+  /** A grant state that may be forgotten locally: nothing waits on it (the store still holds its grant). */
+  get idle (): boolean {
+    return this.inflight === undefined && this.waiters.size === 0
+  }
+
   wakeWaiters (): void {
     for (const wake of this.waiters) wake()
   }
@@ -127,51 +151,5 @@ export class GrantState {
     if (err === undefined) return undefined
     const providerError = err instanceof ProviderError ? err : undefined
     return { kind: providerError?.kind ?? (err instanceof BrokerError ? err.code : 'internal'), providerCode: providerError?.providerCode, at: this.failures.lastAt }
-  }
-}
-
-/** The configured credentials of this replica, by id and by grant key. */
-export interface CredentialTable {
-  /** The credential with this id, or CB_CREDENTIAL_NOT_FOUND. */
-  entry: (credentialId: string) => CredentialEntry
-  /** The token credential with this id, or CB_CREDENTIAL_NOT_FOUND / CB_UNSUPPORTED_OPERATION. */
-  token: (credentialId: string) => TokenCredential
-  /** The grant state of a grant key, if this replica serves it. */
-  grantByKey: (key: string) => GrantState | undefined
-  entries: () => IterableIterator<CredentialEntry>
-  grants: () => GrantState[]
-  size: number
-}
-
-export function createCredentialTable (credentials: readonly CredentialConfig[], adapterFor: (config: CredentialConfig) => TokenAdapter | SigningAdapter): CredentialTable {
-  const byId = new Map<string, CredentialEntry>()
-  const byKey = new Map<string, GrantState>()
-  for (const config of credentials) {
-    const adapter = adapterFor(config)
-    if (adapter.kind === 'token') {
-      const grant = new GrantState(config, adapter)
-      byId.set(config.id, { mechanism: 'token', config, adapter, grant })
-      byKey.set(grant.key, grant)
-    } else {
-      byId.set(config.id, { mechanism: 'signing', config, adapter, secretVersion: undefined })
-    }
-  }
-  return {
-    entry (credentialId) {
-      const entry = byId.get(credentialId)
-      if (entry === undefined) throw new BrokerError('CB_CREDENTIAL_NOT_FOUND', 'no credential with this id')
-      return entry
-    },
-    token (credentialId) {
-      const entry = this.entry(credentialId)
-      if (entry.mechanism !== 'token') {
-        throw new BrokerError('CB_UNSUPPORTED_OPERATION', `credential "${credentialId}" is a signing credential; it has no token (use /signatures)`)
-      }
-      return entry
-    },
-    grantByKey: key => byKey.get(key),
-    entries: () => byId.values(),
-    grants: () => [...byKey.values()],
-    size: byId.size
   }
 }

@@ -105,7 +105,8 @@ export function createMinter ({ readSecret, breakers, lifecycle, clock, log, obs
       try {
         grant = await callProvider(state, intent, secret.data, previous, bounded.signal)
       } catch (err) {
-        if (!(err instanceof ProviderError) || err.kind !== 'permanent') throw err
+        // A user session is refused for its own reasons; only a mint with the client secret is retried with a newer one.
+        if (!(err instanceof ProviderError) || err.kind !== 'permanent' || state.variant.kind === 'user') throw err
         // Wrong credentials: the secret may have been rotated in Vault since we read it. Re-read once.
         const fresh = await readSecret(credential, true).catch(() => secret)
         if (fresh.version === secret.version) throw err

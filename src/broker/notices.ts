@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino'
 import type { Adopt } from './cluster-refresh.js'
-import type { CredentialTable } from './grant-state.js'
+import type { CredentialTable } from './credential-table.js'
 import type { Lifecycle } from './lifecycle.js'
 import type { SharedStore } from './shared-store.js'
 import type { SingleFlight } from './single-flight.js'

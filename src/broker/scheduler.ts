@@ -35,6 +35,8 @@ export interface SchedulerDeps {
   resolve: (key: string) => GrantState | undefined
   /** The per-replica single flight (single-flight.ts). */
   refresh: (state: GrantState, intent: RefreshIntent) => Promise<Grant>
+  /** Forgets a variant no one asks for any more (credential-table.ts). */
+  retire: (state: GrantState) => void
   pacing?: PacerOptions | false | undefined
   maxConcurrentRefreshes?: number | undefined
   backoff?: BackoffPolicy | undefined
@@ -65,6 +67,8 @@ export function createScheduler (deps: SchedulerDeps): Scheduler {
   function proactive (key: string): void {
     const state = deps.resolve(key)
     if (state === undefined || lifecycle.closing) return
+    // A scoped grant no caller asked for during its life is left to expire (in the store too).
+    if (!state.wantsProactiveRefresh()) { deps.retire(state); return }
     lifecycle.track(limit(async () => {
       if (lifecycle.closing) return
       try {
@@ -82,6 +86,8 @@ export function createScheduler (deps: SchedulerDeps): Scheduler {
       grant.refreshAt = pacer.book(state.key, { now: clock.now(), earliestAt: earliestRefreshAt(grant), plannedAt })
     },
     scheduleRefresh (state) {
+      // User sessions are refreshed on demand only: a session nobody uses must not keep its user logged in.
+      if (state.variant.kind === 'user') return
       if (state.held !== undefined) pacer?.bookAt(state.key, state.plannedAt)
       timers.schedule(state.key, state.plannedAt)
     },

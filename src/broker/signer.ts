@@ -1,7 +1,7 @@
 /** Request signatures (SIR Giving) and webhook verification, with the secrets the broker holds. */
 import { BrokerError } from '../errors.js'
 import type { Clock } from '../time.js'
-import type { CredentialTable } from './grant-state.js'
+import type { CredentialTable } from './credential-table.js'
 import type { Minter } from './minter.js'
 import type { SecretReader } from './secret-reader.js'
 import { toBrokerError } from './token-service.js'

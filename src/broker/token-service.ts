@@ -4,17 +4,24 @@
  * failure is answered (the BrokerError a caller sees).
  */
 import { BrokerError, ProviderError } from '../errors.js'
+import { descriptorOf } from '../providers/catalog.js'
 import type { Grant } from '../providers/types.js'
 import type { Clock } from '../time.js'
 import type { Adopt } from './cluster-refresh.js'
-import { sameToken } from './grant-identity.js'
-import type { CredentialTable, GrantState } from './grant-state.js'
+import type { CredentialTable } from './credential-table.js'
+import { normalizeScope, sameToken, type SessionUser } from './grant-identity.js'
+import type { GrantState, TokenCredential } from './grant-state.js'
 import { defaultMinTtlSeconds, minTtlFits, neededUntil, rejectionRefreshIntervalMs, serves } from './refresh-policy.js'
 import type { SharedStore } from './shared-store.js'
 import type { SingleFlight } from './single-flight.js'
-import type { Broker, BrokerObserver, IssuedToken, TokenSource } from './types.js'
+import type { Broker, BrokerObserver, IssuedToken } from './types.js'
 
-export type TokenService = Pick<Broker, 'getToken' | 'reportRejected' | 'forceRefresh'>
+export type TokenService = Pick<Broker, 'getToken' | 'userSession' | 'reportRejected' | 'forceRefresh'> & {
+  /** A credential's own grant for use inside the broker (a Kigo partner token), with `minTtlSeconds` left; not counted as a caller's request. */
+  ownGrant: (credential: TokenCredential, minTtlSeconds: number) => Promise<Grant>
+  /** The provider refused `rejectedToken` (a credential's own grant): one deduplicated refresh, answering the new grant. */
+  replaceOwnGrant: (credential: TokenCredential, rejectedToken: string) => Promise<Grant>
+}
 
 export interface TokenServiceDeps {
   table: CredentialTable
@@ -31,6 +38,9 @@ export interface TokenServiceDeps {
 const maxMinTtlSeconds = 86_400
 
 const lifetimeMsOf = (grant: Grant): number => grant.expiresAt - grant.obtainedAt
+
+/** A grant and where it came from, before it is issued to a caller. */
+type Served = Pick<IssuedToken, 'grant' | 'source'>
 
 /**
  * The BrokerError a caller sees for a failure of the engine: a provider error becomes a stable code;
@@ -50,11 +60,18 @@ export function toBrokerError (credentialId: string, err: unknown, backoffLeftMs
 
 export function createTokenService (deps: TokenServiceDeps): TokenService {
   const { table, shared, flights, clock, observer } = deps
-  const answerFor = (state: GrantState, err: unknown): unknown => toBrokerError(state.credential.id, err, state.failingUntil - clock.now())
 
-  function issue (credentialId: string, grant: Grant, source: TokenSource, started: number): IssuedToken {
-    observer.tokenServed?.(credentialId, source, (performance.now() - started) / 1000)
-    return { grant, source, expiresIn: Math.max(0, Math.floor((grant.expiresAt - clock.now()) / 1000)) }
+  /** What a caller sees of a failure of this grant key: a refused user session is not a rejected client secret. */
+  function answerFor (state: GrantState, err: unknown): unknown {
+    if (state.variant.kind === 'user' && err instanceof ProviderError && err.kind === 'permanent') {
+      return new BrokerError('CB_USER_SESSION_REFUSED', `the provider refused the user session of "${state.credential.id}" (HTTP ${err.status ?? 'error'})`, { cause: err, extensions: { provider_status: err.status } })
+    }
+    return toBrokerError(state.credential.id, err, state.failingUntil - clock.now())
+  }
+
+  function issue (credentialId: string, served: Served, started: number): IssuedToken {
+    observer.tokenServed?.(credentialId, served.source, (performance.now() - started) / 1000)
+    return { ...served, expiresIn: Math.max(0, Math.floor((served.grant.expiresAt - clock.now()) / 1000)) }
   }
 
   function failed (credentialId: string, started: number, err: unknown): unknown {
@@ -82,12 +99,11 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
   }
 
   /** A miss or a grant too short for the caller: the store, else one refresh (shared by the replica and the cluster). */
-  async function slowPath (state: GrantState, requestedMinTtl: number | undefined, minTtlSeconds: number, started: number): Promise<IssuedToken> {
-    const id = state.credential.id
+  async function slowPath (state: GrantState, requestedMinTtl: number | undefined, minTtlSeconds: number): Promise<Served> {
     const stored = await shared.read(state.key)
     if (stored !== undefined && serves(stored.grant, minTtlSeconds, clock.now())) {
       deps.adopt(state, stored.grant, stored.fence)
-      return issue(id, stored.grant, 'store', started)
+      return { grant: stored.grant, source: 'store' }
     }
     const waiting = backoffAnswer(state)
     if (waiting !== undefined) throw waiting
@@ -102,29 +118,86 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
     // A caller that named no min_ttl gets the default of the lifetime its provider really gives.
     const judged = requestedMinTtl ?? defaultMinTtlSeconds(lifetimeMsOf(grant) / 1000)
     if (!serves(grant, judged, clock.now())) throw unsatisfiable(state, judged, grant, true)
-    return issue(id, grant, 'refreshed', started)
+    return { grant, source: 'refreshed' }
+  }
+
+  /**
+   * A grant of `state` that serves the caller: from memory with no I/O when the held grant has enough
+   * life — even if a refresh is due or failing (the advisory window, stale-if-error), never once it has
+   * not — else through the slow path.
+   */
+  async function obtain (state: GrantState, requestedMinTtl: number | undefined): Promise<Served> {
+    const held = state.held
+    const minTtlSeconds = requestedMinTtl ?? defaultMinTtlSeconds(held === undefined ? state.expectedLifetimeSeconds : lifetimeMsOf(held) / 1000)
+    const now = clock.now()
+    state.lastRequestedAt = now
+    if (held !== undefined && serves(held, minTtlSeconds, now)) {
+      return { grant: held, source: state.consecutiveFailures > 0 && now >= state.plannedAt ? 'stale' : 'local' }
+    }
+    return await slowPath(state, requestedMinTtl, minTtlSeconds)
+  }
+
+  /** An explicit min_ttl longer than the credential's tokens are expected to live is a bad parameter. */
+  function checkMinTtl (state: GrantState, requestedMinTtl: number | undefined): void {
+    if (requestedMinTtl === undefined) return
+    const bound = state.expectedLifetimeSeconds ?? maxMinTtlSeconds
+    if (requestedMinTtl > bound) throw new BrokerError('CB_BAD_REQUEST', `min_ttl must be between 0 and the credential's lifetime (${bound} s)`)
+  }
+
+  /** The grant state of a scope set the credential allows: 409 for providers without scopes, 403 for a scope not in allowed_scopes. */
+  function scopedState (credential: TokenCredential, requested: string): GrantState {
+    const { config } = credential
+    if (!descriptorOf(config.provider).acceptsScope) {
+      throw new BrokerError('CB_UNSUPPORTED_OPERATION', `${config.provider} tokens take no scope`)
+    }
+    const scope = normalizeScope(requested)
+    if (scope === '') throw new BrokerError('CB_BAD_REQUEST', 'scope names no scope')
+    // The credential's own scope set is its default grant.
+    if (scope === normalizeScope(config.scope ?? '')) return credential.grant
+    const refused = scope.split(' ').filter(part => !config.allowed_scopes.includes(part))
+    if (refused.length > 0) throw new BrokerError('CB_SCOPE_NOT_ALLOWED', `credential "${config.id}" does not allow the scope${refused.length > 1 ? 's' : ''} ${refused.map(part => `"${part}"`).join(', ')} (allowed_scopes)`)
+    return table.scoped(credential, scope)
+  }
+
+  async function served (credentialId: string, resolve: () => GrantState, requestedMinTtl: number | undefined): Promise<IssuedToken> {
+    const started = performance.now()
+    const state = resolve()
+    checkMinTtl(state, requestedMinTtl)
+    try {
+      return issue(credentialId, await obtain(state, requestedMinTtl), started)
+    } catch (err) {
+      throw failed(credentialId, started, err)
+    }
   }
 
   return {
-    async getToken (credentialId, requestedMinTtl) {
-      const started = performance.now()
-      const state = table.token(credentialId).grant
-      if (requestedMinTtl !== undefined) {
-        const bound = state.expectedLifetimeSeconds ?? maxMinTtlSeconds
-        if (requestedMinTtl > bound) throw new BrokerError('CB_BAD_REQUEST', `min_ttl must be between 0 and the credential's lifetime (${bound} s)`)
-      }
-      const held = state.held
-      const minTtlSeconds = requestedMinTtl ?? defaultMinTtlSeconds(held === undefined ? state.expectedLifetimeSeconds : lifetimeMsOf(held) / 1000)
-      const now = clock.now()
-      // Hot path: no I/O. A grant that satisfies the caller's min_ttl is served even if a refresh is due
-      // or failing (the advisory window / stale-if-error); it is never served once it cannot.
-      if (held !== undefined && serves(held, minTtlSeconds, now)) {
-        return issue(credentialId, held, state.consecutiveFailures > 0 && now >= state.plannedAt ? 'stale' : 'local', started)
-      }
+    async getToken (credentialId, requestedMinTtl, options) {
+      const scope = options?.scope
+      return await served(credentialId, () => {
+        const credential = table.token(credentialId)
+        return scope === undefined ? credential.grant : scopedState(credential, scope)
+      }, requestedMinTtl)
+    },
+
+    async userSession (credentialId: string, user: SessionUser, requestedMinTtl?: number) {
+      return await served(credentialId, () => {
+        const credential = table.token(credentialId)
+        if (descriptorOf(credential.config.provider).userSessions === undefined) {
+          throw new BrokerError('CB_UNSUPPORTED_OPERATION', `${credential.config.provider} has no user sessions (Kigo credentials only)`)
+        }
+        return table.userSession(credential, user)
+      }, requestedMinTtl)
+    },
+
+    async ownGrant (credential, minTtlSeconds) {
+      return (await obtain(credential.grant, minTtlSeconds)).grant
+    },
+
+    async replaceOwnGrant (credential, rejectedToken) {
       try {
-        return await slowPath(state, requestedMinTtl, minTtlSeconds, started)
+        return await flights.refresh(credential.grant, { reason: 'rejected', rejectedToken })
       } catch (err) {
-        throw failed(credentialId, started, err)
+        throw answerFor(credential.grant, err)
       }
     },
 
@@ -134,7 +207,7 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
       const current = state.held ?? (await shared.read(state.key))?.grant
       // Only the token we hand out now can force a refresh; a report about an older one is already handled.
       if (current !== undefined && !sameToken(current.accessToken, rejectedToken) && current.expiresAt > clock.now()) {
-        return issue(credentialId, current, 'local', started)
+        return issue(credentialId, { grant: current, source: 'local' }, started)
       }
       // A caller that reports every token it gets (its 403 is about something else: scope, tenant)
       // must not drive the provider: at most one rejection-driven refresh per interval per replica.
@@ -147,7 +220,7 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
       if (state.permanent !== undefined) throw answerFor(state, state.permanent)
       state.lastRejectionRefreshAt = clock.now()
       try {
-        return issue(credentialId, await flights.refresh(state, { reason: 'rejected', rejectedToken }), 'refreshed', started)
+        return issue(credentialId, { grant: await flights.refresh(state, { reason: 'rejected', rejectedToken }), source: 'refreshed' }, started)
       } catch (err) {
         throw failed(credentialId, started, answerFor(state, err))
       }

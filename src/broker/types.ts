@@ -2,7 +2,7 @@
 import type { Logger } from 'pino'
 import type { CredentialConfig } from '../config.js'
 import type { ProviderKind, ProviderRegistry } from '../providers/catalog.js'
-import type { Grant, SigningRequest, WebhookInput, WebhookResult } from '../providers/types.js'
+import type { Grant, SessionUser, SigningRequest, WebhookInput, WebhookResult } from '../providers/types.js'
 import type { SecretSourceHealth, SecretValue } from '../secrets/types.js'
 import type { GrantStore } from '../store/types.js'
 import type { BackoffPolicy, Clock } from '../time.js'
@@ -47,7 +47,9 @@ export interface Broker {
    * A grant with at least `minTtlSeconds` left, from the local cache, the store, or one refresh. Without
    * `minTtlSeconds` the broker asks for the default of the credential's lifetime (see refresh-policy.ts).
    */
-  getToken: (credentialId: string, minTtlSeconds?: number) => Promise<IssuedToken>
+  getToken: (credentialId: string, minTtlSeconds?: number, options?: { scope?: string | undefined }) => Promise<IssuedToken>
+  /** A Kigo user session for `user` with at least `minTtlSeconds` left, cached per (credential, external_user_id). */
+  userSession: (credentialId: string, user: SessionUser, minTtlSeconds?: number) => Promise<IssuedToken>
   /** A caller reports that the provider rejected `rejectedToken`: refresh once (deduplicated) and answer the new grant. */
   reportRejected: (credentialId: string, rejectedToken: string) => Promise<IssuedToken>
   /** Operator-forced refresh. */

@@ -1,11 +1,12 @@
 /**
  * Kigo partner API: a partner session token from api_key + partner_id, documented to live 30 minutes, with
- * no expiry field in the answer. Contract: docs/providers.md § Kigo.
+ * no expiry field in the answer; and user-level sessions made with that partner token, renewed with their
+ * refresh token. Contract: docs/providers.md § Kigo.
  */
 import { z } from 'zod'
 import { endpointUrlOf, grantFor, jwtExpiryMs, requireSecretFields, secretField } from './common.js'
-import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest } from './http.js'
-import type { Grant, ProviderContext, SecretData, TokenAdapter, TokenProviderDescriptor } from './types.js'
+import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest, type HttpAnswer } from './http.js'
+import type { Grant, ProviderContext, SecretData, SessionUser, TokenAdapter, TokenProviderDescriptor, UserSessions } from './types.js'
 import { ProviderError } from '../errors.js'
 
 /**
@@ -23,11 +24,37 @@ const defaultLifetimeSeconds = 1800
 const secretFields = ['api_key', 'partner_id'] as const
 
 const SessionResponseSchema = z.object({ token: z.string().min(1) })
+/** User sessions: `{ token, refresh_token }` (a refresh answer without a refresh token keeps the old one). */
+const UserSessionResponseSchema = z.object({ token: z.string().min(1), refresh_token: z.string().min(1).optional() })
 
 // Error bodies "look like { message }" — an inference in docs/providers.md, so read leniently.
 const ErrorBodySchema = z.object({ message: z.string().optional() })
 
-/** Creates the Kigo token adapter. */
+/** One POST to a documented endpoint; a non-2xx answer becomes a ProviderError (never quoting the body). */
+async function post (operation: string, path: string, json: unknown, ctx: ProviderContext, extra: { headers?: Record<string, string>, secret?: SecretData } = {}): Promise<{ answer: HttpAnswer, obtainedAt: number }> {
+  const obtainedAt = ctx.now()
+  const answer = await sendRequest({ operation, method: 'POST', url: endpointUrlOf(ctx.credential, hosts, path), json, headers: extra.headers }, ctx)
+  if (answer.status < 200 || answer.status > 299) {
+    throw failureFromAnswer(answer, { operation, providerMessage: readErrorBody(answer, ErrorBodySchema)?.message, secret: extra.secret, nowMs: ctx.now() })
+  }
+  return { answer, obtainedAt }
+}
+
+/**
+ * The grant of a session token. The answers have no expiry field: if the token is a JWT with `exp`, that
+ * is the provider's own word on its life and beats the documented lifetime (an inference in
+ * docs/providers.md); an `exp` already past is a bad answer (a clock problem).
+ */
+function sessionGrant (token: string, refreshToken: string | undefined, obtainedAt: number, lifetimeSeconds: number, operation: string, status: number): Grant {
+  const expMs = jwtExpiryMs(token, obtainedAt)
+  if (expMs === undefined) return grantFor({ accessToken: token, refreshToken }, obtainedAt, lifetimeSeconds)
+  if (expMs <= obtainedAt) {
+    throw new ProviderError('bad-response', `${operation}: HTTP ${status} with a token whose exp is already past (check the clock)`, { status })
+  }
+  return { ...grantFor({ accessToken: token, refreshToken }, obtainedAt, 0), expiresAt: expMs }
+}
+
+/** Creates the Kigo token adapter (the partner token). */
 export function createKigoAdapter (): TokenAdapter {
   return {
     kind: 'token',
@@ -37,36 +64,41 @@ export function createKigoAdapter (): TokenAdapter {
       requireSecretFields('kigo', secret, secretFields)
       const operation = 'kigo mint'
       const { credential } = ctx
-      const obtainedAt = ctx.now()
-      const answer = await sendRequest({
-        operation,
-        method: 'POST',
-        url: endpointUrlOf(credential, hosts, '/api/v1/auth/sessions'),
-        json: { api_key: secretField(secret, 'api_key'), partner_id: secretField(secret, 'partner_id') }
-      }, ctx)
-
-      if (answer.status < 200 || answer.status > 299) {
-        throw failureFromAnswer(answer, {
-          operation,
-          providerMessage: readErrorBody(answer, ErrorBodySchema)?.message,
-          secret,
-          nowMs: ctx.now()
-        })
-      }
-
+      const { answer, obtainedAt } = await post(operation, '/api/v1/auth/sessions', { api_key: secretField(secret, 'api_key'), partner_id: secretField(secret, 'partner_id') }, ctx, { secret })
       const { token } = parseJsonAnswer(answer, SessionResponseSchema, operation)
-      // The answer has no expiry field. If the token is a JWT with `exp`, that is the provider's own word
-      // on its life and beats the documented 30 minutes (an inference in docs/providers.md).
-      const expMs = jwtExpiryMs(token, obtainedAt)
-      if (expMs !== undefined) {
-        if (expMs <= obtainedAt) {
-          throw new ProviderError('bad-response', `${operation}: HTTP ${answer.status} with a token whose exp is already past (check the clock)`, { status: answer.status })
-        }
-        ctx.log.info({ credentialId: credential.id, lifetimeSource: 'jwt-exp' }, 'kigo token minted')
-        return { ...grantFor({ accessToken: token }, obtainedAt, 0), expiresAt: expMs }
-      }
-      ctx.log.info({ credentialId: credential.id, lifetimeSource: credential.lifetime_seconds === undefined ? 'documented' : 'configured' }, 'kigo token minted')
-      return grantFor({ accessToken: token }, obtainedAt, credential.lifetime_seconds ?? defaultLifetimeSeconds)
+      const grant = sessionGrant(token, undefined, obtainedAt, credential.lifetime_seconds ?? defaultLifetimeSeconds, operation, answer.status)
+      const lifetimeSource = jwtExpiryMs(token, obtainedAt) !== undefined ? 'jwt-exp' : credential.lifetime_seconds === undefined ? 'documented' : 'configured'
+      ctx.log.info({ credentialId: credential.id, lifetimeSource }, 'kigo token minted')
+      return grant
+    }
+  }
+}
+
+/**
+ * Kigo user sessions: `POST /api/v1/auth/sessions/accounts` with the partner token →
+ * `{ token, refresh_token }`, renewed by `POST /api/v1/auth/sessions/accounts/refresh`. The user token's
+ * life is 30 minutes in the guide and 1 hour in the reference: `user_sessions.lifetime_seconds` (default
+ * 1800) unless the token is a JWT with `exp`. The user's email is sent to Kigo and nowhere else.
+ */
+export function createKigoUserSessions (): UserSessions {
+  return {
+    create: async (partnerToken: string, user: SessionUser, ctx: ProviderContext): Promise<Grant> => {
+      const operation = 'kigo user session'
+      const body: Record<string, string> = { external_user_id: user.external_user_id, user_email: user.user_email }
+      if (user.external_program_id !== undefined) body.external_program_id = user.external_program_id
+      if (user.brand_identifier !== undefined) body.brand_identifier = user.brand_identifier
+      const { answer, obtainedAt } = await post(operation, '/api/v1/auth/sessions/accounts', body, ctx, { headers: { authorization: `Bearer ${partnerToken}` }, secret: { partnerToken, email: user.user_email } })
+      const session = parseJsonAnswer(answer, UserSessionResponseSchema, operation)
+      ctx.log.info({ credentialId: ctx.credential.id }, 'kigo user session created')
+      return sessionGrant(session.token, session.refresh_token, obtainedAt, ctx.credential.user_sessions.lifetime_seconds, operation, answer.status)
+    },
+    refresh: async (grant: Grant, ctx: ProviderContext): Promise<Grant> => {
+      const operation = 'kigo user session refresh'
+      if (grant.refreshToken === undefined) throw new ProviderError('permanent', `${operation}: the session has no refresh token`)
+      const { answer, obtainedAt } = await post(operation, '/api/v1/auth/sessions/accounts/refresh', { refresh_token: grant.refreshToken }, ctx, { secret: { refreshToken: grant.refreshToken } })
+      const session = parseJsonAnswer(answer, UserSessionResponseSchema, operation)
+      ctx.log.info({ credentialId: ctx.credential.id }, 'kigo user session refreshed')
+      return sessionGrant(session.token, session.refresh_token, obtainedAt, ctx.credential.user_sessions.lifetime_seconds, operation, answer.status)
     }
   }
 }
@@ -80,5 +112,6 @@ export const kigoProvider: TokenProviderDescriptor = {
   acceptsScope: false,
   alwaysBackendOnly: true,
   webhookVerifier: undefined,
-  createAdapter: createKigoAdapter
+  createAdapter: createKigoAdapter,
+  userSessions: createKigoUserSessions
 }

@@ -83,6 +83,22 @@ export interface WebhookVerifier {
   verify: (input: WebhookInput, secret: SecretData, ctx: { now: () => number, toleranceSeconds: number }) => WebhookResult
 }
 
+/** What a Kigo user session is made for (docs/providers.md § Kigo, user sessions). `user_email` never leaves memory. */
+export interface SessionUser {
+  readonly external_user_id: string
+  readonly user_email: string
+  readonly external_program_id?: string | undefined
+  readonly brand_identifier?: string | undefined
+}
+
+/** A provider's user-level sessions, made with the credential's own (partner) token. */
+export interface UserSessions {
+  /** A new session for `user`, authorised by `partnerToken`. A 401 means the partner token was refused (ProviderError status 401). */
+  create: (partnerToken: string, user: SessionUser, ctx: ProviderContext) => Promise<Grant>
+  /** A renewed session from the grant's refresh token. */
+  refresh: (grant: Grant, ctx: ProviderContext) => Promise<Grant>
+}
+
 /** The two environments every provider documents; a credential picks one. */
 export type Environment = 'sandbox' | 'production'
 
@@ -105,6 +121,8 @@ interface ProviderDescriptorBase {
   readonly alwaysBackendOnly: boolean
   /** Verifies the provider's signed webhooks; undefined when it sends none we know of. */
   readonly webhookVerifier: WebhookVerifier | undefined
+  /** User-level sessions made with the credential's token (Kigo); undefined when the provider has none. */
+  readonly userSessions?: (() => UserSessions) | undefined
 }
 
 /** A provider whose credential is a bearer token the broker mints, caches and refreshes. */

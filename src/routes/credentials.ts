@@ -6,8 +6,8 @@ import { mayUse } from '../auth/policy.js'
 import type { Caller, CredentialConfig } from '../config.js'
 import { descriptorOf } from '../providers/catalog.js'
 import type { IssuedToken } from '../broker/types.js'
-import { fingerprint, grantFingerprint } from '../broker/grant-identity.js'
-import { CredentialIdParams, CredentialStatusSchema, TokenSchema, problems, toStatusBody } from './schemas.js'
+import { fingerprint, grantFingerprint, userFingerprint } from '../broker/grant-identity.js'
+import { CredentialIdParams, CredentialStatusSchema, MinTtl, TokenSchema, problems, toStatusBody } from './schemas.js'
 
 const expiryTexts = new WeakMap<IssuedToken['grant'], string>()
 
@@ -21,18 +21,27 @@ function expiryText (grant: IssuedToken['grant']): string {
   return text
 }
 
-/**
- * Digits only: a plain number coercion would read "" as 0 (a token about to expire instead of the default
- * 60 s), and "0x10" or "1e3" as numbers a caller most likely did not mean.
- */
-const MinTtlQuery = z.object({
-  min_ttl: z.preprocess(
-    (value: unknown) => typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : value,
-    z.number({ error: 'expected an integer number of seconds' })
-      .int('expected an integer number of seconds').min(0, 'expected 0 or more seconds').max(86_400, 'expected at most 86400 seconds')
-  ).optional()
-    .describe('the token must stay valid for at least this many seconds (0 to the credential lifetime); default min(60, a quarter of the lifetime)')
+const TokenQuery = z.object({
+  min_ttl: MinTtl,
+  scope: z.string().min(1).max(4096).regex(/\S/, 'expected one or more space-separated scopes').optional()
+    .describe('a narrower scope set (space-separated), each listed in the credential\'s allowed_scopes; another token than the default one')
 })
+
+const UserSessionBody = z.strictObject({
+  external_user_id: z.string().min(1).max(256),
+  user_email: z.email().max(320),
+  external_program_id: z.string().min(1).max(256).optional(),
+  brand_identifier: z.string().min(1).max(256).optional()
+}).refine(body => (body.external_program_id === undefined) !== (body.brand_identifier === undefined), {
+  message: 'expected exactly one of external_program_id or brand_identifier'
+})
+
+const UserSessionSchema = z.object({
+  access_token: z.string(),
+  token_type: z.string(),
+  expires_at: z.iso.datetime(),
+  expires_in: z.number().int().describe('seconds left at the time of the answer')
+}).meta({ id: 'UserSession' })
 
 const RejectionBody = z.strictObject({
   access_token: z.string().min(1).max(16_384).describe('the token the provider rejected')
@@ -96,13 +105,37 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
       summary: 'A token with at least min_ttl seconds left',
       security: [{ bearer: [] }],
       params: CredentialIdParams,
-      querystring: MinTtlQuery,
+      querystring: TokenQuery,
       response: { 200: TokenSchema, ...problems(400, 401, 403, 404, 409, 422, 429, 502, 503) }
     }
   }, async (request, reply) => {
     const credential = credentialOf(request)
-    const issued = await app.broker.getToken(credential.id, request.query.min_ttl)
+    const issued = await app.broker.getToken(credential.id, request.query.min_ttl, { scope: request.query.scope })
     return sendToken(request, reply, credential, issued)
+  })
+
+  api.post('/credentials/:id/user-sessions', {
+    schema: {
+      tags: ['tokens'],
+      summary: 'A Kigo user-level session, made with the credential\'s partner token and cached per external_user_id',
+      security: [{ bearer: [] }],
+      params: CredentialIdParams,
+      querystring: z.object({ min_ttl: MinTtl }),
+      body: UserSessionBody,
+      response: { 200: UserSessionSchema, ...problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 502, 503) }
+    }
+  }, async (request, reply) => {
+    const credential = credentialOf(request)
+    const { external_user_id: externalUserId } = request.body
+    const issued = await app.broker.userSession(credential.id, request.body, request.query.min_ttl)
+    // The user id only as a hash; the email and the refresh token never.
+    app.audit.info({ reqId: request.id, caller: request.caller?.id, credentialId: credential.id, user: userFingerprint(externalUserId), fingerprint: grantFingerprint(issued.grant), expiresAt: expiryText(issued.grant), source: issued.source }, 'user session issued')
+    return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send({
+      access_token: issued.grant.accessToken,
+      token_type: 'Bearer',
+      expires_at: expiryText(issued.grant),
+      expires_in: issued.expiresIn
+    })
   })
 
   api.post('/credentials/:id/token/rejections', {

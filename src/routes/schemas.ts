@@ -43,6 +43,17 @@ export const CredentialIdParams = z.object({
   id: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9._-]*$/, 'expected a credential id (a-z 0-9 . _ -)')
 })
 
+/**
+ * Digits only: a plain number coercion would read "" as 0 (a token about to expire instead of the default
+ * 60 s), and "0x10" or "1e3" as numbers a caller most likely did not mean.
+ */
+export const MinTtl = z.preprocess(
+  (value: unknown) => typeof value === 'string' && /^\d{1,9}$/.test(value) ? Number(value) : value,
+  z.number({ error: 'expected an integer number of seconds' })
+    .int('expected an integer number of seconds').min(0, 'expected 0 or more seconds').max(86_400, 'expected at most 86400 seconds')
+).optional()
+  .describe('the token must stay valid for at least this many seconds (0 to the credential lifetime); default min(60, a quarter of the lifetime)')
+
 export const TokenSchema = z.object({
   access_token: z.string(),
   token_type: z.string(),
