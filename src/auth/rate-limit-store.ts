@@ -64,6 +64,8 @@ export function createSharedCountStore ({ redis, namespace, windowMs, flushInter
    * own; they are sent at once, and ioredis writes those bound for one node together.
    */
   async function add (entries: Array<{ key: string, window: number, amount: number }>): Promise<Array<number | undefined>> {
+    // Not connected: count locally at once (a Cluster client would queue the commands instead of failing them).
+    if (redis.status !== 'ready') return entries.map(() => undefined)
     const batches = redis.isCluster ? entries.map(entry => [entry]) : [entries]
     const totals = await Promise.all(batches.map(async batch => {
       const pipeline = redis.pipeline()

@@ -54,7 +54,8 @@ function reconnectOnReadOnly (err: Error): boolean {
  * Nothing here finds or elects nodes; it only chooses how the clients behave when Redis is down.
  *
  * Every client fails fast rather than waits: callers of the broker are served from its local cache when
- * Redis is unavailable, so a command is never queued while disconnected, never re-sent after a reconnect
+ * Redis is unavailable, so a command is never queued while disconnected (on a Cluster: callers check the
+ * status first, see enableOfflineQueue below), never re-sent after a reconnect
  * (it would run long after its caller gave up: a lease nobody knows it holds, a write the caller counted
  * as failed), and a Cluster does not retry a command on another connection while a failover is under
  * way. Connections reconnect by themselves, forever.
@@ -83,7 +84,14 @@ export function createRedisClient (config: RedisConnectionConfig, options: Redis
   if (config.topology === 'cluster') {
     const clusterOptions: ClusterOptions = {
       redisOptions: node,
-      enableOfflineQueue: false,
+      // Unlike Redis', a Cluster's offline queue setting also decides what happens to a command for a node
+      // whose connection is still being opened: ioredis opens them lazily, at the first command, and again
+      // after every failover, so with `false` every command arriving meanwhile fails at a healthy cluster
+      // (a cold start's concurrent reads would all fail). With `true` such a command waits for that
+      // connection, bounded by the node's commandTimeout. A command sent while the whole Cluster is not
+      // ready would wait without a bound: callers check `status === 'ready'` first (the grant store's
+      // run(), the rate limiter's add()).
+      enableOfflineQueue: true,
       enableReadyCheck: true,
       // Writes and reads go to masters: a replica may lag, and a grant read there could be older than
       // the one just written (harmless, but it would cost a mint).
