@@ -500,13 +500,9 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
       if (closed) return { state: 'down', detail: 'closed' }
       if (redis.status !== 'ready') return { state: 'down', detail: `redis connection ${redis.status}` }
       if (redis instanceof Cluster) {
-        // The client stays ready while one master is down or failing over: ask every master, and prove
-        // the grant channel with a probe (a Cluster's subscriber connection is not ours to PING).
-        const masters = redis.nodes('master')
-        const pings = await Promise.allSettled(masters.map(async node => await withTimeout(node.ping(), HEALTH_TIMEOUT_MS)))
-        const silent = pings.filter(ping => ping.status === 'rejected').length
-        if (masters.length === 0) return { state: 'down', detail: 'no redis cluster master known' }
-        if (silent > 0) return { state: 'down', detail: `${silent} of ${masters.length} redis cluster masters did not answer PING` }
+        const cluster = await clusterHealth(redis)
+        if (cluster !== undefined) return { state: 'down', detail: cluster }
+        // The grant channel is proven with a probe: a Cluster's subscriber connection is not ours to PING.
         if (!await checkChannel()) return { state: 'down', detail: subscribed ? 'grant channel probe did not arrive' : 'grant channel not subscribed' }
         return { state: 'up' }
       }
@@ -536,6 +532,37 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
 
 function singleNode (url: string): RedisConnectionConfig {
   return { topology: 'single', url, username: undefined, password: undefined, tls: undefined }
+}
+
+/** Redis Cluster has this many hash slots. */
+const CLUSTER_SLOTS = 16384
+
+/**
+ * Why a Cluster cannot serve every grant right now, or undefined when it can. The client stays ready
+ * while one master is down or failing over, so each master of the client's slot map is asked for
+ * CLUSTER INFO: a master that does not answer, or one that reports cluster_state other than ok (a
+ * master has failed and no replica has taken over yet), means some grants cannot be read or written.
+ */
+async function clusterHealth (cluster: Cluster): Promise<string | undefined> {
+  const masterKeys = new Set<string>()
+  let served = 0
+  for (const owners of cluster.slots) {
+    const master = owners?.[0]
+    if (master === undefined) continue
+    served += 1
+    masterKeys.add(master)
+  }
+  if (served < CLUSTER_SLOTS) return 'not every redis cluster slot has a known master'
+  const pool = new Map(cluster.nodes('master').map(node => [`${node.options.host ?? ''}:${node.options.port ?? ''}`, node]))
+  const answers = await Promise.allSettled([...masterKeys].map(async key => {
+    const node = pool.get(key)
+    if (node === undefined) throw new Error('not connected')
+    return String(await withTimeout(node.call('CLUSTER', 'INFO'), HEALTH_TIMEOUT_MS))
+  }))
+  const silent = answers.filter(answer => answer.status === 'rejected').length
+  if (silent > 0) return `${silent} of ${masterKeys.size} redis cluster masters did not answer`
+  if (answers.some(answer => answer.status === 'fulfilled' && !answer.value.includes('cluster_state:ok'))) return 'redis cluster state is not ok (a master is failing over)'
+  return undefined
 }
 
 /** QUIT lets Redis finish what it has; a connection that cannot say goodbye in time is simply dropped. */

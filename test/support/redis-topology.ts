@@ -127,6 +127,8 @@ interface TopologyBase {
   readonly env: Record<string, string>
   /** A plain connection to one node (or sentinel) of this topology, closed by close(). */
   client: (port: number) => Redis
+  /** The keys matching a SCAN pattern, on every master. */
+  findKeys: (pattern: string) => Promise<string[]>
   /** Deletes every key under a prefix, on every master. */
   deleteKeys: (prefix: string) => Promise<void>
   close: () => Promise<void>
@@ -156,14 +158,20 @@ function plainClient (port: number, auth: Credentials): Redis {
   return redis
 }
 
-async function deleteOnNode (client: Redis, prefix: string): Promise<void> {
+async function scanNode (client: Redis, pattern: string): Promise<string[]> {
+  const found: string[] = []
   let cursor = '0'
   do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
+    const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 500)
     cursor = next
-    // One key per DEL: on a Cluster node, the keys of one call must share a slot.
-    if (keys.length > 0) await Promise.all(keys.map(async key => await client.del(key)))
+    found.push(...keys)
   } while (cursor !== '0')
+  return found
+}
+
+async function deleteOnNode (client: Redis, prefix: string): Promise<void> {
+  // One key per DEL: on a Cluster node, the keys of one call must share a slot.
+  await Promise.all((await scanNode(client, `${prefix}*`)).map(async key => await client.del(key)))
 }
 
 export interface TestCluster extends TopologyBase {
@@ -341,6 +349,18 @@ export async function startRedisCluster (options: { nodeTimeoutMs?: number } = {
         }
       }, 30_000, 200)
       await waitUntilHealthy()
+    },
+    findKeys: async pattern => {
+      const found: string[] = []
+      for (const port of [...new Set((await slotMap()).map(range => Number(range[2][1])))]) {
+        const redis = connectTo(port)
+        try {
+          found.push(...await scanNode(redis, pattern))
+        } finally {
+          redis.disconnect()
+        }
+      }
+      return found
     },
     deleteKeys: async prefix => {
       for (const port of [...new Set((await slotMap()).map(range => Number(range[2][1])))]) {
@@ -533,6 +553,14 @@ export async function startRedisSentinel (options: { downAfterMs?: number } = {}
       replicaOf.set(node.port, await masterPort())
       await node.start()
       await waitUntilHealthy()
+    },
+    findKeys: async pattern => {
+      const redis = connectTo(await masterPort())
+      try {
+        return await scanNode(redis, pattern)
+      } finally {
+        redis.disconnect()
+      }
     },
     deleteKeys: async prefix => {
       const redis = connectTo(await masterPort())
