@@ -7,7 +7,7 @@ import { startRedisCluster, topologyTestsCanRun, type TestCluster, type Topology
 import { describeGrantStoreContract } from '../store/grant-store.contract.js'
 import { makeGrant, randomGrantKey, recordGrants, waitUntil } from '../store/helpers.js'
 import { createRedisWorld, type RedisWorld } from '../store/redis-world.js'
-import { describeRateLimitCounts, measure, storeKey } from './topology-checks.js'
+import { describeAppOnTopology, describeRateLimitCounts, measure, storeKey } from './topology-checks.js'
 
 const sha1 = (text: string): string => createHash('sha1').update(text).digest('hex')
 
@@ -100,6 +100,8 @@ describe.runIf(topologyTestsCanRun())('Redis Cluster: 3 masters with a replica e
       }
     })
   })
+
+  describeAppOnTopology(() => cluster)
 
   describe('failover', () => {
     let world: RedisWorld | undefined

@@ -4,7 +4,7 @@ import { startRedisSentinel, topologyTestsCanRun, type TestSentinel, type Topolo
 import { describeGrantStoreContract } from '../store/grant-store.contract.js'
 import { makeGrant, randomGrantKey, recordGrants, waitUntil } from '../store/helpers.js'
 import { createRedisWorld, type RedisWorld } from '../store/redis-world.js'
-import { describeRateLimitCounts, measure, storeKey } from './topology-checks.js'
+import { describeAppOnTopology, describeRateLimitCounts, measure, storeKey } from './topology-checks.js'
 
 describe.runIf(topologyTestsCanRun())('Redis Sentinel: one master, one replica, three sentinels, passwords', () => {
   let sentinel: TestSentinel
@@ -14,6 +14,8 @@ describe.runIf(topologyTestsCanRun())('Redis Sentinel: one master, one replica, 
   describeGrantStoreContract('redis sentinel', async () => await createRedisWorld({ topology: sentinel }))
 
   describeRateLimitCounts(() => sentinel)
+
+  describeAppOnTopology(() => sentinel)
 
   describe('failover', () => {
     let world: RedisWorld | undefined

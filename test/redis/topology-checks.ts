@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSharedCountStore, type RateLimitStore } from '../../src/auth/rate-limit-store.js'
 import { createRedisClient, type RedisClient } from '../../src/store/redis-client.js'
+import { buildTestApp, sha256Hex, type TestApp } from '../support/app.js'
 import { uniquePrefix } from '../support/redis.js'
 import type { TestTopology } from '../support/redis-topology.js'
 
@@ -78,6 +79,53 @@ export function describeRateLimitCounts (topology: () => TestTopology, precondit
       expect(await Promise.all(callers.map(async caller => await incr(a.store, caller)))).toEqual(callers.map(() => 5))
       await flushed()
       expect(await Promise.all(callers.map(async caller => Number(await a.client.get(counterKey(caller)))))).toEqual(callers.map(() => 5))
+    })
+  })
+}
+
+/**
+ * The app as `npm start` builds it from this topology's environment (REDIS_SENTINELS… or
+ * REDIS_CLUSTER_NODES…, not REDIS_URL): ready, its grants in Redis, and one rate limit for two replicas.
+ */
+export function describeAppOnTopology (topology: () => TestTopology): void {
+  describe('the app configured for this topology', () => {
+    const apiKey = 'topology-caller-key-0123456789'
+    const credentialsFile = {
+      callers: [{ id: 'service', api_key_sha256: sha256Hex(apiKey) }],
+      credentials: [{ id: 'sir', provider: 'sir-giving', environment: 'sandbox', secret: 'secret/sir', allowed_callers: ['service'] }]
+    }
+    const secrets = { 'secret/sir': { secretKey: 'sk_test_topology', hmacSecret: 'ab'.repeat(32), webhookSecret: 'whsec_topology' } }
+    const apps: TestApp[] = []
+    const prefixes: string[] = []
+    afterEach(async () => {
+      for (const app of apps.splice(0)) await app.close()
+      for (const prefix of prefixes.splice(0)) await topology().deleteKeys(prefix)
+    })
+
+    it('is ready with its grants in Redis, and two replicas share one rate limit', async () => {
+      // Fixed one-minute windows: start well before the next edge, so the count is not reset midway.
+      const left = 60_000 - (Date.now() % 60_000)
+      if (left < 5000) await new Promise(resolve => setTimeout(resolve, left + 20))
+      const prefix = uniquePrefix('app-topology')
+      prefixes.push(prefix)
+      const env = { ...topology().env, REDIS_KEY_PREFIX: prefix, RATE_LIMIT_PER_MINUTE: '2' }
+      const first = await buildTestApp({ credentialsFile, secrets, env })
+      apps.push(first)
+      const second = await buildTestApp({ credentialsFile, secrets, env })
+      apps.push(second)
+      expect(first.config.redis?.topology).toBe(topology().topology)
+      expect(first.logs.entries().find(entry => entry.msg === 'grants are shared through redis')).toMatchObject({ topology: topology().topology, keyPrefix: prefix })
+      const ready = await first.app.inject({ method: 'GET', url: '/readyz' })
+      expect(ready.statusCode).toBe(200)
+      expect(ready.json()).toMatchObject({ status: 'ready', checks: { store: { kind: 'redis', state: 'up', embedded: false } } })
+      expect(ready.body).not.toContain(topology().env.REDIS_PASSWORD)
+
+      const list = async (app: TestApp): Promise<number> => (await app.app.inject({ method: 'GET', url: '/v1/credentials', headers: { authorization: `Bearer ${apiKey}` } })).statusCode
+      expect([await list(first), await list(first)]).toEqual([200, 200])
+      // Replicas share counts through Redis at each flush (200 ms), not on every request.
+      await new Promise(resolve => setTimeout(resolve, 600))
+      expect(await list(second)).toBe(429)
+      expect(await list(first)).toBe(429)
     })
   })
 }
