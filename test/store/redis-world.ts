@@ -20,14 +20,14 @@ export interface RedisWorld extends StoreWorld {
 }
 
 /**
- * A unique key prefix on a real Redis (the run's, unless `url` names a throwaway server, or `topology` a
- * Sentinel group or Cluster of the test file); close() closes every store and client it opened and
+ * A unique key prefix on a real Redis (the run's, unless `url` names a throwaway server, `topology` a
+ * Sentinel group or Cluster of the test file, or `connection` any other); close() closes every store and client it opened and
  * deletes the prefix's keys (skip that for a server being stopped).
  */
-export async function createRedisWorld (options: { url?: string, deleteKeys?: boolean, topology?: TestTopology } = {}): Promise<RedisWorld> {
+export async function createRedisWorld (options: { url?: string, deleteKeys?: boolean, topology?: TestTopology, connection?: RedisConnectionConfig } = {}): Promise<RedisWorld> {
   const { topology } = options
-  const url = options.url ?? (topology === undefined ? testRedisUrl() : '')
-  const connection: RedisConnectionConfig | undefined = topology?.connection
+  const connection: RedisConnectionConfig | undefined = options.connection ?? topology?.connection
+  const url = options.url ?? (connection === undefined ? testRedisUrl() : '')
   const prefix = uniquePrefix('store')
   const keySpec = randomKey()
   const stores: RedisGrantStore[] = []
@@ -52,6 +52,7 @@ export async function createRedisWorld (options: { url?: string, deleteKeys?: bo
     openWith,
     open: async () => await openWith({}),
     raw: () => {
+      if (topology === undefined && url === '') throw new Error('raw() needs a url or a topology')
       const client = topology === undefined ? new Redis(url, { maxRetriesPerRequest: 1 }) : rawClient(topology)
       rawClients.push(client)
       return client
@@ -60,8 +61,8 @@ export async function createRedisWorld (options: { url?: string, deleteKeys?: bo
       await Promise.all(stores.map(async store => { await store.close() }))
       for (const client of rawClients) client.disconnect()
       if (options.deleteKeys === false) return
-      if (topology === undefined) await deleteKeys(url, prefix)
-      else await topology.deleteKeys(prefix)
+      if (topology === undefined && url !== '') await deleteKeys(url, prefix)
+      else await topology?.deleteKeys(prefix)
     }
   }
 }

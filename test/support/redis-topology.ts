@@ -13,6 +13,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect as connectTls } from 'node:tls'
+import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import type { RedisConnectionConfig } from '../../src/store/redis-client.js'
 import { freePort } from './ports.js'
@@ -43,7 +45,23 @@ export interface TopologyProcess {
   start: () => Promise<void>
 }
 
-interface Credentials { username?: string | undefined, password: string }
+/** How a client reaches a process: credentials, and TLS (trusting the test CA) when `tls`. */
+interface Credentials { username?: string | undefined, password: string, tls?: boolean | undefined }
+
+/**
+ * A test CA and a server certificate it signed, for 127.0.0.1 and localhost, valid for a century (made with
+ * openssl req/x509; test use only). other-ca.pem is an unrelated CA, for a client that must refuse the server.
+ */
+export const testTls = (() => {
+  const dir = fileURLToPath(new URL('./tls/', import.meta.url))
+  return { caFile: join(dir, 'ca.pem'), otherCaFile: join(dir, 'other-ca.pem'), certFile: join(dir, 'server.pem'), keyFile: join(dir, 'server-key.pem') }
+})()
+
+/** redis-server / redis-sentinel settings for TLS only (no plain port): the test certificate, no client certificates. */
+function tlsArgs (port: number): string[] {
+  return ['--port', '0', '--tls-port', String(port), '--tls-cert-file', testTls.certFile, '--tls-key-file', testTls.keyFile,
+    '--tls-ca-cert-file', testTls.caFile, '--tls-auth-clients', 'no', '--tls-replication', 'yes']
+}
 
 const everyChild = new Set<ChildProcess>()
 process.once('exit', () => { for (const child of everyChild) child.kill('SIGKILL') })
@@ -53,11 +71,11 @@ const sleep = async (ms: number): Promise<void> => { await new Promise(resolve =
 /** True once the port answers AUTH + PING with PONG. */
 async function answers (port: number, auth: Credentials): Promise<boolean> {
   return await new Promise<boolean>(resolve => {
-    const socket = connect(port, '127.0.0.1')
+    const socket = auth.tls === true ? connectTls({ host: '127.0.0.1', port, ca: readFileSync(testTls.caFile) }) : connect(port, '127.0.0.1')
     let reply = ''
     const done = (ok: boolean): void => { socket.destroy(); resolve(ok) }
     socket.setTimeout(1000, () => { done(false) })
-    socket.once('connect', () => {
+    socket.once(auth.tls === true ? 'secureConnect' : 'connect', () => {
       const login = auth.username === undefined ? ['AUTH', auth.password] : ['AUTH', auth.username, auth.password]
       socket.write(`${[login, ['PING']].map(command => `*${command.length}\r\n${command.map(part => `$${Buffer.byteLength(part)}\r\n${part}\r\n`).join('')}`).join('')}`)
     })
@@ -153,7 +171,8 @@ function topologyBase (name: string): { dir: string, processes: TopologyProcess[
 
 /** A connection to one process that gives up at once when it is down (no reconnects, no waiting). */
 function plainClient (port: number, auth: Credentials): Redis {
-  const redis = new Redis({ host: '127.0.0.1', port, ...auth, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, commandTimeout: 2000 })
+  const { tls, ...credentials } = auth
+  const redis = new Redis({ host: '127.0.0.1', port, ...credentials, ...(tls === true ? { tls: { ca: readFileSync(testTls.caFile) } } : {}), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000, commandTimeout: 2000 })
   redis.on('error', () => {})
   return redis
 }
@@ -202,10 +221,11 @@ export interface TestCluster extends TopologyBase {
  * the default user is off. The node timeout is short (2 s, production default 15 s) so failovers take
  * seconds, yet long enough that a loaded machine does not see false failures.
  */
-export async function startRedisCluster (options: { nodeTimeoutMs?: number } = {}): Promise<TestCluster> {
+export async function startRedisCluster (options: { nodeTimeoutMs?: number, tls?: boolean } = {}): Promise<TestCluster> {
   const base = topologyBase('cluster')
   const nodeTimeoutMs = options.nodeTimeoutMs ?? 2000
-  const auth = { username: 'broker', password: randomBytes(12).toString('hex') }
+  const tls = options.tls === true
+  const auth = { username: 'broker', password: randomBytes(12).toString('hex'), tls }
   try {
     for (let i = 0; i < 6; i++) {
       const [port, busPort] = [await freePort(), await freePort()]
@@ -216,7 +236,8 @@ export async function startRedisCluster (options: { nodeTimeoutMs?: number } = {
         auth,
         logFile,
         args: () => [
-          '--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1',
+          ...(tls ? [...tlsArgs(port), '--tls-cluster', 'yes'] : ['--port', String(port)]),
+          '--cluster-port', String(busPort), '--bind', '127.0.0.1',
           '--cluster-enabled', 'yes', '--cluster-config-file', join(base.dir, `nodes-${port}.conf`),
           '--cluster-node-timeout', String(nodeTimeoutMs),
           // A replica takes over whatever its last contact with the master, as tests kill masters at will.
@@ -230,7 +251,8 @@ export async function startRedisCluster (options: { nodeTimeoutMs?: number } = {
     }
     await Promise.all(base.processes.map(async node => { await node.start() }))
     const created = spawnSync('redis-cli', ['--cluster', 'create', ...base.processes.map(node => `127.0.0.1:${node.port}`),
-      '--cluster-replicas', '1', '--cluster-yes', '--user', auth.username, '--pass', auth.password, '--no-auth-warning'], { encoding: 'utf8', timeout: 60_000 })
+      '--cluster-replicas', '1', '--cluster-yes', '--user', auth.username, '--pass', auth.password, '--no-auth-warning',
+      ...(tls ? ['--tls', '--cacert', testTls.caFile] : [])], { encoding: 'utf8', timeout: 60_000 })
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed (${created.status}): ${created.stdout}\n${created.stderr}`)
   } catch (err) {
     await base.close()
@@ -316,9 +338,9 @@ export async function startRedisCluster (options: { nodeTimeoutMs?: number } = {
       nodes: base.processes.slice(0, 3).map(node => ({ host: '127.0.0.1', port: node.port })),
       username: auth.username,
       password: auth.password,
-      tls: undefined
+      tls: tls ? { ca: readFileSync(testTls.caFile, 'utf8') } : undefined
     },
-    env: { REDIS_URL: '', REDIS_CLUSTER_NODES: seeds.join(','), REDIS_USERNAME: auth.username, REDIS_PASSWORD: auth.password },
+    env: { REDIS_URL: '', REDIS_CLUSTER_NODES: seeds.join(','), REDIS_USERNAME: auth.username, REDIS_PASSWORD: auth.password, ...tlsEnv(tls) },
     client,
     masterOf: async key => byPort(await masterPortOf(key)),
     masters: async () => [...new Set((await slotMap()).map(range => Number(range[2][1])))],
@@ -398,12 +420,13 @@ export interface TestSentinel extends TopologyBase {
  * require a password (REDIS_PASSWORD), sentinels another (REDIS_SENTINEL_PASSWORD). Sentinels call a
  * master down after 2 s of silence (production default 30 s), for the same reason as the Cluster's timeout.
  */
-export async function startRedisSentinel (options: { downAfterMs?: number } = {}): Promise<TestSentinel> {
+export async function startRedisSentinel (options: { downAfterMs?: number, tls?: boolean } = {}): Promise<TestSentinel> {
+  const tls = options.tls === true
   const base = topologyBase('sentinel')
   const masterName = 'cbmaster'
   const downAfterMs = options.downAfterMs ?? 2000
-  const nodeAuth = { password: randomBytes(12).toString('hex') }
-  const sentinelAuth = { password: randomBytes(12).toString('hex') }
+  const nodeAuth = { password: randomBytes(12).toString('hex'), tls }
+  const sentinelAuth = { password: randomBytes(12).toString('hex'), tls }
   const nodes: TopologyProcess[] = []
   const sentinels: TopologyProcess[] = []
   // Whom each data node replicates when (re)started; undefined: it starts as the master.
@@ -422,7 +445,8 @@ export async function startRedisSentinel (options: { downAfterMs?: number } = {}
         args: () => {
           const upstream = replicaOf.get(port)
           return [
-            '--port', String(port), '--bind', '127.0.0.1', '--dir', base.dir, '--save', '', '--appendonly', 'no',
+            ...(tls ? tlsArgs(port) : ['--port', String(port)]),
+            '--bind', '127.0.0.1', '--dir', base.dir, '--save', '', '--appendonly', 'no',
             '--logfile', logFile, '--loglevel', 'notice',
             '--requirepass', nodeAuth.password, '--masterauth', nodeAuth.password,
             ...(upstream === undefined ? [] : ['--replicaof', '127.0.0.1', String(upstream)])
@@ -438,7 +462,10 @@ export async function startRedisSentinel (options: { downAfterMs?: number } = {}
       const logFile = join(base.dir, `sentinel-${port}.log`)
       // Sentinel rewrites its config file as it learns the topology: it must be its own, and writable.
       writeFileSync(file, [
-        `port ${port}`, 'bind 127.0.0.1', `dir ${base.dir}`, `logfile ${logFile}`,
+        ...(tls
+          ? ['port 0', `tls-port ${port}`, `tls-cert-file ${testTls.certFile}`, `tls-key-file ${testTls.keyFile}`, `tls-ca-cert-file ${testTls.caFile}`, 'tls-auth-clients no', 'tls-replication yes']
+          : [`port ${port}`]),
+        'bind 127.0.0.1', `dir ${base.dir}`, `logfile ${logFile}`,
         `requirepass ${sentinelAuth.password}`, `sentinel sentinel-pass ${sentinelAuth.password}`,
         `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} 2`,
         `sentinel auth-pass ${masterName} ${nodeAuth.password}`,
@@ -529,14 +556,15 @@ export async function startRedisSentinel (options: { downAfterMs?: number } = {}
       sentinelPassword: sentinelAuth.password,
       username: undefined,
       password: nodeAuth.password,
-      tls: undefined
+      tls: tls ? { ca: readFileSync(testTls.caFile, 'utf8') } : undefined
     },
     env: {
       REDIS_URL: '',
       REDIS_SENTINELS: sentinels.map(sentinel => `127.0.0.1:${sentinel.port}`).join(','),
       REDIS_SENTINEL_MASTER: masterName,
       REDIS_SENTINEL_PASSWORD: sentinelAuth.password,
-      REDIS_PASSWORD: nodeAuth.password
+      REDIS_PASSWORD: nodeAuth.password,
+      ...tlsEnv(tls)
     },
     client,
     master: async () => byPort(await masterPort()),
@@ -575,3 +603,44 @@ export async function startRedisSentinel (options: { downAfterMs?: number } = {}
 }
 
 export type TestTopology = TestCluster | TestSentinel
+
+/** REDIS_TLS and REDIS_CACERT for a topology started with `tls`. */
+function tlsEnv (tls: boolean): Record<string, string> {
+  return tls ? { REDIS_TLS: 'true', REDIS_CACERT: testTls.caFile } : {}
+}
+
+export interface TestTlsNode {
+  readonly port: number
+  readonly password: string
+  /** Config.redis without the prefix, trusting the test CA (or `ca`). */
+  connection: (ca?: string) => Extract<RedisConnectionConfig, { topology: 'single' }>
+  close: () => Promise<void>
+}
+
+/** One redis-server that speaks only TLS (the test certificate) and requires a password. */
+export async function startTlsRedis (): Promise<TestTlsNode> {
+  const base = topologyBase('tls')
+  const port = await freePort()
+  const auth = { password: randomBytes(12).toString('hex'), tls: true }
+  const logFile = join(base.dir, `node-${port}.log`)
+  const node = topologyProcess({
+    role: 'node',
+    port,
+    auth,
+    logFile,
+    args: () => [...tlsArgs(port), '--bind', '127.0.0.1', '--dir', base.dir, '--save', '', '--appendonly', 'no', '--logfile', logFile, '--requirepass', auth.password]
+  })
+  base.processes.push(node)
+  try {
+    await node.start()
+  } catch (err) {
+    await base.close()
+    throw err
+  }
+  return {
+    port,
+    password: auth.password,
+    connection: (ca = readFileSync(testTls.caFile, 'utf8')) => ({ topology: 'single', url: `redis://127.0.0.1:${port}`, username: undefined, password: auth.password, tls: { ca } }),
+    close: base.close
+  }
+}
