@@ -63,8 +63,21 @@ function tlsArgs (port: number): string[] {
     '--tls-ca-cert-file', testTls.caFile, '--tls-auth-clients', 'no', '--tls-replication', 'yes']
 }
 
+// A test process that ends without close() (a crash, a timeout, Ctrl-C) must not leave Redis processes
+// listening or temp dirs behind.
 const everyChild = new Set<ChildProcess>()
-process.once('exit', () => { for (const child of everyChild) child.kill('SIGKILL') })
+const everyDir = new Set<string>()
+const cleanUp = (): void => {
+  for (const child of everyChild) child.kill('SIGKILL')
+  for (const dir of everyDir) rmSync(dir, { recursive: true, force: true })
+}
+process.once('exit', cleanUp)
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    cleanUp()
+    process.kill(process.pid, signal)
+  })
+}
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
@@ -155,6 +168,7 @@ interface TopologyBase {
 /** Shared bookkeeping: the temp dir, the processes, the admin clients; close() undoes all of it. */
 function topologyBase (name: string): { dir: string, processes: TopologyProcess[], clients: Redis[], close: () => Promise<void> } {
   const dir = mkdtempSync(join(tmpdir(), `cb-${name}-`))
+  everyDir.add(dir)
   const processes: TopologyProcess[] = []
   const clients: Redis[] = []
   return {
@@ -165,6 +179,7 @@ function topologyBase (name: string): { dir: string, processes: TopologyProcess[
       for (const client of clients.splice(0)) client.disconnect()
       await Promise.all(processes.map(async process => { await process.kill() }))
       rmSync(dir, { recursive: true, force: true })
+      everyDir.delete(dir)
     }
   }
 }
