@@ -192,6 +192,28 @@ function plainClient (port: number, auth: Credentials): Redis {
   return redis
 }
 
+/** Runs `command` on a connection of its own, closed after. */
+async function using<T> (redis: Redis, command: (redis: Redis) => Promise<T>): Promise<T> {
+  try {
+    return await command(redis)
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/** The answer of the first of `processes` that answers `command`. */
+async function askFirst<T> (processes: TopologyProcess[], connectTo: (port: number) => Redis, command: (redis: Redis) => Promise<T>, what: string): Promise<T> {
+  let last: unknown
+  for (const process of processes) {
+    try {
+      return await using(connectTo(process.port), command)
+    } catch (err) {
+      last = err
+    }
+  }
+  throw new Error(`no live ${what} answered: ${String(last)}`)
+}
+
 async function scanNode (client: Redis, pattern: string): Promise<string[]> {
   const found: string[] = []
   let cursor = '0'
@@ -282,20 +304,7 @@ export async function startRedisCluster (options: { nodeTimeoutMs?: number, tls?
   }
   const live = (): TopologyProcess[] => base.processes.filter(node => node.alive())
   /** One live node's answer to a command (the first live node that answers). */
-  const ask = async <T>(command: (redis: Redis) => Promise<T>): Promise<T> => {
-    let last: unknown
-    for (const node of live()) {
-      const redis = connectTo(node.port)
-      try {
-        return await command(redis)
-      } catch (err) {
-        last = err
-      } finally {
-        redis.disconnect()
-      }
-    }
-    throw new Error(`no live cluster node answered: ${String(last)}`)
-  }
+  const ask = async <T>(command: (redis: Redis) => Promise<T>): Promise<T> => await askFirst(live(), connectTo, command, 'cluster node')
   type SlotRange = [number, number, [string, number, ...unknown[]], ...unknown[]]
   const slotMap = async (): Promise<SlotRange[]> => await ask(async redis => await redis.call('CLUSTER', 'SLOTS') as SlotRange[])
   const byPort = (port: number): TopologyProcess => {
@@ -311,6 +320,7 @@ export async function startRedisCluster (options: { nodeTimeoutMs?: number, tls?
     return range
   }
   const masterPortOf = async (key: string): Promise<number> => Number((await rangeOf(key))[2][1])
+  const masterPorts = async (): Promise<number[]> => [...new Set((await slotMap()).map(range => Number(range[2][1])))]
   const waitUntilHealthy = async (timeoutMs = 30_000): Promise<void> => {
     await until('the cluster is healthy', async () => {
       const ranges = await slotMap()
@@ -320,23 +330,11 @@ export async function startRedisCluster (options: { nodeTimeoutMs?: number, tls?
       // Every master has a replica in sync, so the next failover has somewhere to go.
       const replicas = ranges.map(range => range[3] as [string, number] | undefined)
       if (replicas.some(replica => replica === undefined || !byPort(Number(replica[1])).alive())) return false
-      const inSync = await Promise.all(replicas.map(async replica => {
-        const redis = connectTo(Number((replica as [string, number])[1]))
-        try {
-          return (await redis.info('replication')).includes('master_link_status:up')
-        } finally {
-          redis.disconnect()
-        }
-      }))
+      const inSync = await Promise.all(replicas.map(async replica =>
+        await using(connectTo(Number((replica as [string, number])[1])), async redis => (await redis.info('replication')).includes('master_link_status:up'))))
       if (!inSync.every(Boolean)) return false
-      const states = await Promise.all(live().map(async node => {
-        const redis = connectTo(node.port)
-        try {
-          return (await redis.call('CLUSTER', 'INFO') as string).includes('cluster_state:ok')
-        } finally {
-          redis.disconnect()
-        }
-      }))
+      const states = await Promise.all(live().map(async node =>
+        await using(connectTo(node.port), async redis => (await redis.call('CLUSTER', 'INFO') as string).includes('cluster_state:ok'))))
       return states.every(Boolean)
     }, timeoutMs, 200)
   }
@@ -358,7 +356,7 @@ export async function startRedisCluster (options: { nodeTimeoutMs?: number, tls?
     env: { REDIS_URL: '', REDIS_CLUSTER_NODES: seeds.join(','), REDIS_USERNAME: auth.username, REDIS_PASSWORD: auth.password, ...tlsEnv(tls) },
     client,
     masterOf: async key => byPort(await masterPortOf(key)),
-    masters: async () => [...new Set((await slotMap()).map(range => Number(range[2][1])))],
+    masters: masterPorts,
     replicaOf: async key => {
       const replica = (await rangeOf(key))[3] as [string, number] | undefined
       if (replica === undefined) throw new Error('the slot has no replica')
@@ -376,38 +374,15 @@ export async function startRedisCluster (options: { nodeTimeoutMs?: number, tls?
     },
     rejoin: async node => {
       await node.start()
-      await until('the rejoined node is an in-sync replica', async () => {
-        const redis = connectTo(node.port)
-        try {
-          const info = await redis.info('replication')
-          return info.includes('role:slave') && info.includes('master_link_status:up')
-        } finally {
-          redis.disconnect()
-        }
-      }, 30_000, 200)
+      await until('the rejoined node is an in-sync replica', async () => await using(connectTo(node.port), async redis => {
+        const info = await redis.info('replication')
+        return info.includes('role:slave') && info.includes('master_link_status:up')
+      }), 30_000, 200)
       await waitUntilHealthy()
     },
-    findKeys: async pattern => {
-      const found: string[] = []
-      for (const port of [...new Set((await slotMap()).map(range => Number(range[2][1])))]) {
-        const redis = connectTo(port)
-        try {
-          found.push(...await scanNode(redis, pattern))
-        } finally {
-          redis.disconnect()
-        }
-      }
-      return found
-    },
+    findKeys: async pattern => (await Promise.all((await masterPorts()).map(async port => await using(connectTo(port), async redis => await scanNode(redis, pattern))))).flat(),
     deleteKeys: async prefix => {
-      for (const port of [...new Set((await slotMap()).map(range => Number(range[2][1])))]) {
-        const redis = connectTo(port)
-        try {
-          await deleteOnNode(redis, prefix)
-        } finally {
-          redis.disconnect()
-        }
-      }
+      await Promise.all((await masterPorts()).map(async port => { await using(connectTo(port), async redis => { await deleteOnNode(redis, prefix) }) }))
     },
     close: base.close
   }
@@ -505,20 +480,7 @@ export async function startRedisSentinel (options: { downAfterMs?: number, tls?:
     base.clients.push(redis)
     return redis
   }
-  const askSentinel = async <T>(command: (redis: Redis) => Promise<T>): Promise<T> => {
-    let last: unknown
-    for (const sentinel of sentinels.filter(candidate => candidate.alive())) {
-      const redis = connectTo(sentinel.port)
-      try {
-        return await command(redis)
-      } catch (err) {
-        last = err
-      } finally {
-        redis.disconnect()
-      }
-    }
-    throw new Error(`no sentinel answered: ${String(last)}`)
-  }
+  const askSentinel = async <T>(command: (redis: Redis) => Promise<T>): Promise<T> => await askFirst(sentinels.filter(sentinel => sentinel.alive()), connectTo, command, 'sentinel')
   const byPort = (port: number): TopologyProcess => {
     const node = nodes.find(candidate => candidate.port === port)
     if (node === undefined) throw new Error(`no data node on port ${port}`)
@@ -532,26 +494,16 @@ export async function startRedisSentinel (options: { downAfterMs?: number, tls?:
     await until('the sentinel group is healthy', async () => {
       const master = byPort(await masterPort())
       if (!master.alive()) return false
-      const redis = connectTo(master.port)
-      try {
-        const info = await redis.info('replication')
-        if (!/connected_slaves:1\b/.test(info) || !/slave0:.*state=online/.test(info)) return false
-      } finally {
-        redis.disconnect()
-      }
-      const views = await Promise.all(sentinels.map(async sentinel => {
-        const view = connectTo(sentinel.port)
-        try {
-          const replicas = await view.call('SENTINEL', 'REPLICAS', masterName) as string[][]
-          const others = await view.call('SENTINEL', 'SENTINELS', masterName) as string[][]
-          const [, port] = await view.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName) as [string, string]
-          const flags = (fields: string[]): string => fields[fields.indexOf('flags') + 1] ?? ''
-          const healthyReplicas = replicas.filter(fields => !flags(fields).includes('down') && !flags(fields).includes('disconnected'))
-          return Number(port) === master.port && healthyReplicas.length === 1 && others.length === 2 && others.every(fields => !flags(fields).includes('down'))
-        } finally {
-          view.disconnect()
-        }
-      }))
+      const info = await using(connectTo(master.port), async redis => await redis.info('replication'))
+      if (!/connected_slaves:1\b/.test(info) || !/slave0:.*state=online/.test(info)) return false
+      const views = await Promise.all(sentinels.map(async sentinel => await using(connectTo(sentinel.port), async view => {
+        const replicas = await view.call('SENTINEL', 'REPLICAS', masterName) as string[][]
+        const others = await view.call('SENTINEL', 'SENTINELS', masterName) as string[][]
+        const [, port] = await view.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName) as [string, string]
+        const flags = (fields: string[]): string => fields[fields.indexOf('flags') + 1] ?? ''
+        const healthyReplicas = replicas.filter(fields => !flags(fields).includes('down') && !flags(fields).includes('disconnected'))
+        return Number(port) === master.port && healthyReplicas.length === 1 && others.length === 2 && others.every(fields => !flags(fields).includes('down'))
+      })))
       return views.every(Boolean)
     }, timeoutMs, 200)
   }
@@ -597,22 +549,8 @@ export async function startRedisSentinel (options: { downAfterMs?: number, tls?:
       await node.start()
       await waitUntilHealthy()
     },
-    findKeys: async pattern => {
-      const redis = connectTo(await masterPort())
-      try {
-        return await scanNode(redis, pattern)
-      } finally {
-        redis.disconnect()
-      }
-    },
-    deleteKeys: async prefix => {
-      const redis = connectTo(await masterPort())
-      try {
-        await deleteOnNode(redis, prefix)
-      } finally {
-        redis.disconnect()
-      }
-    },
+    findKeys: async pattern => await using(connectTo(await masterPort()), async redis => await scanNode(redis, pattern)),
+    deleteKeys: async prefix => { await using(connectTo(await masterPort()), async redis => { await deleteOnNode(redis, prefix) }) },
     close: base.close
   }
 }
