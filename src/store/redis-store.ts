@@ -181,6 +181,9 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
   let everReady = false
   let subscribed = false
   let everSubscribed = false
+  // Cluster: a node left the pool, or a probe failed: notices may have been lost since. The next probe
+  // that arrives re-announces the known keys.
+  let channelSuspect = false
   let closed = false
   let closing: Promise<void> | undefined
 
@@ -302,6 +305,8 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
 
   /** Publishes a probe through the commands connection and waits for it on the subscriber connection. */
   const probeOnce = async (): Promise<boolean> => {
+    // A Cluster client that is not ready would queue the PUBLISH (see redis-client.ts); nothing arrives then anyway.
+    if (redis.status !== 'ready') return false
     const nonce = randomUUID()
     let settle: (arrived: boolean) => void = () => {}
     const arrived = new Promise<boolean>(resolve => {
@@ -317,9 +322,6 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
     return await arrived
   }
 
-  // Cluster: a node left the pool, or a probe failed: notices may have been lost since. The next probe
-  // that arrives re-announces the known keys.
-  let channelSuspect = false
   let probing: Promise<boolean> | undefined
   const checkChannel = async (): Promise<boolean> => {
     if (probing !== undefined) return await probing
@@ -332,6 +334,9 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
         subscribed = false
         channelSuspect = true
         state.emit('change')
+        // Subscribe again on the connection ioredis has now: it resubscribes by itself after moving to
+        // another node, but gives up quietly when that SUBSCRIBE fails. SUBSCRIBE is idempotent.
+        if (subscriber.status === 'ready') void subscribe()
         return false
       }
       if (!subscribed || channelSuspect) {
