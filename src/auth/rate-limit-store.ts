@@ -61,7 +61,7 @@ export function createSharedCountStore ({ redis, namespace, windowMs, flushInter
    * INCRBY + PEXPIRE for each (key, window, amount); the new shared totals, or undefined where Redis failed.
    * One pipeline on one node. A Cluster pipeline must stay on one node, and the counters of different
    * callers live in different slots (on different masters), so there each counter gets a pipeline of its
-   * own; they are sent at once, and ioredis writes those bound for one node together.
+   * own; they are sent at once, each on the connection of its slot's master.
    */
   async function add (entries: Array<{ key: string, window: number, amount: number }>): Promise<Array<number | undefined>> {
     // Not connected: count locally at once (a Cluster client would queue the commands instead of failing them).
