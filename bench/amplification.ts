@@ -6,10 +6,13 @@
 import { writeFileSync } from 'node:fs'
 import { startBrokerCluster, loadTokens } from '../test/support/cluster.js'
 import { startKivraStandIn } from '../test/support/providers/index.js'
+import { startRedisCluster, startRedisSentinel } from '../test/support/redis-topology.js'
 import { benchRedis } from './redis.js'
 
 export interface AmplificationResult {
   bench: 'amplification'
+  /** One node (REDIS_URL or a spawned redis-server), or a Sentinel group or Cluster the bench starts. */
+  topology: 'single' | 'sentinel' | 'cluster'
   replicas: number
   callers: number
   lifetimeSeconds: number
@@ -23,18 +26,20 @@ export interface AmplificationResult {
   goal: number
 }
 
-export async function runAmplification (options: { replicas?: number, callers?: number, cycles?: number, lifetimeSeconds?: number } = {}): Promise<AmplificationResult> {
+export async function runAmplification (options: { replicas?: number, callers?: number, cycles?: number, lifetimeSeconds?: number, topology?: AmplificationResult['topology'] } = {}): Promise<AmplificationResult> {
+  const topologyKind = options.topology ?? 'single'
   const replicas = options.replicas ?? 3
   const callers = options.callers ?? 200
   const lifetimeSeconds = options.lifetimeSeconds ?? 4
   const cycles = options.cycles ?? 6
   const refreshEveryMs = 0.5 * lifetimeSeconds * 1000
   const durationMs = Math.ceil(cycles * refreshEveryMs + 500)
-  const redis = await benchRedis()
+  const topology = topologyKind === 'sentinel' ? await startRedisSentinel() : topologyKind === 'cluster' ? await startRedisCluster() : undefined
+  const redis = topology === undefined ? await benchRedis() : { url: undefined, stop: topology.close }
   const kivra = await startKivraStandIn({ lifetimeSeconds })
   const cluster = await startBrokerCluster({
     replicas,
-    redisUrl: redis.url,
+    ...(topology === undefined ? { redisUrl: redis.url } : { topology }),
     credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, refresh: { ratio: 0.5, margin_seconds: 0, jitter_ratio: 0 } }],
     secrets: { 'secret/kivra': { ...kivra.secret } }
   })
@@ -48,6 +53,7 @@ export async function runAmplification (options: { replicas?: number, callers?: 
     const expiredServed = answers.filter(answer => answer.status === 200 && (kivra.tokenInfo(answer.token as string)?.expiresAt ?? 0) <= answer.receivedAt).length
     return {
       bench: 'amplification',
+      topology: topologyKind,
       replicas,
       callers,
       lifetimeSeconds,

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark in turn, each writing bench/results/<name>.json, then a summary.
  * Not part of `npm test`: benchmarks measure, they do not assert (shared machines are noisy).
- * Run one: `npm run bench -- amplification`.
+ * Run one: `npm run bench -- amplification` (on Sentinel or Cluster: `amplification-sentinel`, `amplification-cluster`).
  */
 import { writeFileSync } from 'node:fs'
 import { runAmplification } from './amplification.js'
@@ -16,12 +16,18 @@ const benches: Record<string, () => Promise<object>> = {
   amplification: async () => await runAmplification()
 }
 
+/** Only when named: the amplification bench on a Sentinel group or Cluster it starts (redis-sentinel, redis-cli). */
+const onRequest: Record<string, () => Promise<object>> = {
+  'amplification-sentinel': async () => await runAmplification({ topology: 'sentinel' }),
+  'amplification-cluster': async () => await runAmplification({ topology: 'cluster' })
+}
+
 const selected = process.argv.slice(2).filter(arg => !arg.startsWith('-'))
 const names = selected.length > 0 ? selected : Object.keys(benches)
 const summary: Record<string, object> = {}
 for (const name of names) {
-  const bench = benches[name]
-  if (bench === undefined) throw new Error(`unknown bench "${name}"; known: ${Object.keys(benches).join(', ')}`)
+  const bench = benches[name] ?? onRequest[name]
+  if (bench === undefined) throw new Error(`unknown bench "${name}"; known: ${[...Object.keys(benches), ...Object.keys(onRequest)].join(', ')}`)
   console.log(`bench ${name}: running`)
   const result = await bench()
   writeFileSync(new URL(`results/${name}.json`, import.meta.url), `${JSON.stringify(result, null, 2)}\n`)

@@ -27,6 +27,17 @@ export const EnvSchema = z.object({
   REDIS_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional()),
   REDIS_KEY_PREFIX: z.preprocess(emptyToUndefined, z.string()
     .regex(/^[A-Za-z0-9_.-]{1,32}$/, 'expected 1-32 characters of A-Z a-z 0-9 _ . -').default('cb')),
+  /** Redis through Sentinel, instead of REDIS_URL: the sentinels' host:port list (parsed in loadConfig). */
+  REDIS_SENTINELS: optionalString,
+  REDIS_SENTINEL_MASTER: optionalString,
+  REDIS_SENTINEL_PASSWORD: optionalString,
+  /** Redis Cluster, instead of REDIS_URL: seed nodes host:port (parsed in loadConfig). */
+  REDIS_CLUSTER_NODES: optionalString,
+  REDIS_USERNAME: optionalString,
+  REDIS_PASSWORD: optionalString,
+  REDIS_TLS: z.preprocess(emptyToUndefined, z.enum(['true', 'false'], { error: 'expected true or false' }).optional()),
+  /** A PEM file of the CA(s) that signed the Redis servers' certificates (TLS only); default: the system CAs. */
+  REDIS_CACERT: optionalString,
   VAULT_ADDR: z.preprocess(emptyToUndefined, httpUrl.optional()),
   VAULT_NAMESPACE: optionalString,
   VAULT_AUTH: z.preprocess(emptyToUndefined, z.enum(['token', 'approle', 'kubernetes']).default('token')),
@@ -172,7 +183,8 @@ export interface Config {
   readonly callers: readonly Caller[]
   readonly callerJwt: CallerJwt | undefined
   readonly credentials: readonly CredentialConfig[]
-  readonly redis: { readonly url: string, readonly keyPrefix: string } | undefined
+  /** Where grants are shared: one of three Redis topologies, or undefined for the embedded memory store. */
+  readonly redis: RedisConfig | undefined
   readonly vault: VaultConfig | undefined
   /** Embedded secret source; set only when Vault is not configured. */
   readonly secretsFile: string | undefined
@@ -182,6 +194,42 @@ export interface Config {
   /** Per-caller requests per minute on the /v1 API (RATE_LIMIT_PER_MINUTE). */
   readonly rateLimitPerMinute: number
 }
+
+export interface RedisAddress {
+  readonly host: string
+  readonly port: number
+}
+
+/** Settings every topology shares: key prefix, credentials (ACL user or requirepass) and TLS. */
+interface RedisCommonConfig {
+  readonly keyPrefix: string
+  readonly username: string | undefined
+  readonly password: string | undefined
+  /** TLS to every Redis node (and sentinel); `ca` is the PEM of REDIS_CACERT, else the system CAs are trusted. */
+  readonly tls: { readonly ca: string | undefined } | undefined
+}
+
+/** One node (REDIS_URL); the URL may carry credentials and `rediss://` for TLS. */
+export interface RedisSingleConfig extends RedisCommonConfig {
+  readonly topology: 'single'
+  readonly url: string
+}
+
+/** A master found through Sentinel (REDIS_SENTINELS, REDIS_SENTINEL_MASTER, REDIS_SENTINEL_PASSWORD). */
+export interface RedisSentinelConfig extends RedisCommonConfig {
+  readonly topology: 'sentinel'
+  readonly sentinels: readonly RedisAddress[]
+  readonly masterName: string
+  readonly sentinelPassword: string | undefined
+}
+
+/** Redis Cluster from its seed nodes (REDIS_CLUSTER_NODES); the rest of the cluster is discovered. */
+export interface RedisClusterConfig extends RedisCommonConfig {
+  readonly topology: 'cluster'
+  readonly nodes: readonly RedisAddress[]
+}
+
+export type RedisConfig = RedisSingleConfig | RedisSentinelConfig | RedisClusterConfig
 
 export interface VaultConfig {
   readonly addr: string
@@ -303,14 +351,16 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
 
   const { credentialsFile, usingExampleCredentials, file } = readCredentialsFile(env, cwd, production, problems)
 
-  if (production && env.REDIS_URL === undefined) {
-    problems.push('REDIS_URL: required when NODE_ENV=production; the embedded in-memory store is for a single local replica only')
+  const redis = redisConfig(env, problems)
+  const redisConfigured = redisTopologyVariables.some(name => env[name] !== undefined)
+  if (production && !redisConfigured) {
+    problems.push('REDIS_URL: required when NODE_ENV=production (or REDIS_SENTINELS with REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_NODES); the embedded in-memory store is for a single local replica only')
   }
   if (production && env.VAULT_ADDR === undefined) {
     problems.push('VAULT_ADDR: required when NODE_ENV=production; the embedded file secret source is for local use only')
   }
-  if (env.TOKEN_ENCRYPTION_KEY === undefined && (production || env.REDIS_URL !== undefined)) {
-    problems.push('TOKEN_ENCRYPTION_KEY: required with REDIS_URL or NODE_ENV=production, so every replica shares the key; expected a base64 32-byte key (openssl rand -base64 32) or "vault:<mount>/<path>#<field>"')
+  if (env.TOKEN_ENCRYPTION_KEY === undefined && (production || redisConfigured)) {
+    problems.push('TOKEN_ENCRYPTION_KEY: required with Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES) or NODE_ENV=production, so every replica shares the key; expected a base64 32-byte key (openssl rand -base64 32) or "vault:<mount>/<path>#<field>"')
   }
   if (env.TOKEN_ENCRYPTION_KEY !== undefined) {
     try {
@@ -346,7 +396,7 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
     callers: file.callers,
     callerJwt: file.caller_jwt,
     credentials: file.credentials,
-    redis: env.REDIS_URL === undefined ? undefined : { url: env.REDIS_URL, keyPrefix: env.REDIS_KEY_PREFIX },
+    redis,
     vault,
     secretsFile,
     usingExampleSecrets,
@@ -354,6 +404,84 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
     secretCheckIntervalSeconds: env.SECRET_CHECK_INTERVAL_SECONDS,
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE
   })
+}
+
+/** The variables that each choose a Redis topology; exactly one may be set. */
+const redisTopologyVariables = ['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const
+
+/**
+ * The Redis topology and its shared settings, or undefined (embedded store). Problems are added to
+ * `problems`, one line each, naming the variable.
+ */
+function redisConfig (env: Env, problems: string[]): RedisConfig | undefined {
+  const chosen = redisTopologyVariables.filter(name => env[name] !== undefined)
+  if (chosen.length > 1) {
+    problems.push(`${chosen.join(', ')}: set exactly one of REDIS_URL (one node), REDIS_SENTINELS (Sentinel) or REDIS_CLUSTER_NODES (Cluster)`)
+  }
+  if (env.REDIS_SENTINELS === undefined) {
+    for (const name of ['REDIS_SENTINEL_MASTER', 'REDIS_SENTINEL_PASSWORD'] as const) {
+      if (env[name] !== undefined) problems.push(`${name}: only used with REDIS_SENTINELS; expected REDIS_SENTINELS=host:port,… as well`)
+    }
+  }
+  if (chosen.length === 0) {
+    for (const name of ['REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_TLS', 'REDIS_CACERT'] as const) {
+      if (env[name] !== undefined) problems.push(`${name}: set without REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES; expected one of them as well`)
+    }
+    return undefined
+  }
+
+  const url = env.REDIS_URL === undefined ? undefined : new URL(env.REDIS_URL)
+  // One place for each credential: a password in the URL and in REDIS_PASSWORD would leave the reader guessing which wins.
+  if (url !== undefined && url.password !== '' && env.REDIS_PASSWORD !== undefined) problems.push('REDIS_PASSWORD: REDIS_URL already carries a password; set it in one place only')
+  if (url !== undefined && url.username !== '' && env.REDIS_USERNAME !== undefined) problems.push('REDIS_USERNAME: REDIS_URL already carries a user name; set it in one place only')
+  const tlsByUrl = url?.protocol === 'rediss:'
+  if (tlsByUrl && env.REDIS_TLS === 'false') problems.push('REDIS_TLS: false contradicts the rediss:// REDIS_URL; expected true or unset')
+  const tls = tlsByUrl || env.REDIS_TLS === 'true'
+  let ca: string | undefined
+  if (env.REDIS_CACERT !== undefined) {
+    if (!tls) problems.push('REDIS_CACERT: only used with TLS; expected REDIS_TLS=true (or a rediss:// REDIS_URL) as well')
+    try {
+      ca = readFileSync(env.REDIS_CACERT, 'utf8')
+      if (!ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`REDIS_CACERT: "${env.REDIS_CACERT}" holds no PEM certificate; expected a PEM file of the CA certificate(s)`)
+    } catch (err) {
+      problems.push(`REDIS_CACERT: cannot read "${env.REDIS_CACERT}" (${(err as NodeJS.ErrnoException).code ?? 'error'}); expected a readable PEM file`)
+    }
+  }
+  const common = {
+    keyPrefix: env.REDIS_KEY_PREFIX,
+    username: env.REDIS_USERNAME,
+    password: env.REDIS_PASSWORD,
+    tls: tls ? { ca } : undefined
+  }
+  if (env.REDIS_URL !== undefined) return { topology: 'single', url: env.REDIS_URL, ...common }
+  if (env.REDIS_SENTINELS !== undefined) {
+    if (env.REDIS_SENTINEL_MASTER === undefined) problems.push('REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS; expected the name the sentinels monitor the master under (sentinel monitor <name> …)')
+    return {
+      topology: 'sentinel',
+      sentinels: parseAddressList('REDIS_SENTINELS', env.REDIS_SENTINELS, problems),
+      masterName: env.REDIS_SENTINEL_MASTER ?? '',
+      sentinelPassword: env.REDIS_SENTINEL_PASSWORD,
+      ...common
+    }
+  }
+  return { topology: 'cluster', nodes: parseAddressList('REDIS_CLUSTER_NODES', env.REDIS_CLUSTER_NODES ?? '', problems), ...common }
+}
+
+/** "host:port,host:port" (an IPv6 host in brackets: "[::1]:6379"), each entry checked. */
+function parseAddressList (name: string, value: string, problems: string[]): RedisAddress[] {
+  const addresses: RedisAddress[] = []
+  const entries = value.split(',').map(entry => entry.trim()).filter(entry => entry !== '')
+  if (entries.length === 0) problems.push(`${name}: expected a comma-separated list of host:port`)
+  for (const entry of entries) {
+    const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(entry)
+    const port = Number(match?.[3])
+    if (match === null || port < 1 || port > 65535) {
+      problems.push(`${name}: "${entry}" is not host:port; expected a comma-separated list of host:port (port 1-65535)`)
+      continue
+    }
+    addresses.push({ host: match[1] ?? match[2] as string, port })
+  }
+  return addresses
 }
 
 function deepFreeze<T> (value: T): T {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { embeddedCredentialsFile, loadConfig, parseCredentialsFile } from '../src/config.js'
 import { tempFile } from './support/app.js'
@@ -82,11 +83,11 @@ describe('environment', () => {
 
   it('requires a shared encryption key with Redis and checks its length', () => {
     expect(problemsOf(() => loadConfig({ ...base, REDIS_URL: 'redis://127.0.0.1:6379' })))
-      .toEqual([expect.stringMatching(/^TOKEN_ENCRYPTION_KEY: required with REDIS_URL/)])
+      .toEqual([expect.stringMatching(/^TOKEN_ENCRYPTION_KEY: required with Redis \(REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES\)/)])
     expect(problemsOf(() => loadConfig({ ...base, TOKEN_ENCRYPTION_KEY: Buffer.alloc(16).toString('base64') })))
       .toEqual([expect.stringMatching(/^TOKEN_ENCRYPTION_KEY: key 1 is not 32 bytes of base64 \(got 16 bytes\)/)])
     expect(loadConfig({ ...base, REDIS_URL: 'redis://127.0.0.1:6379', TOKEN_ENCRYPTION_KEY: `new:${key},old:${key}` }).redis)
-      .toEqual({ url: 'redis://127.0.0.1:6379', keyPrefix: 'cb' })
+      .toEqual({ topology: 'single', url: 'redis://127.0.0.1:6379', keyPrefix: 'cb', username: undefined, password: undefined, tls: undefined })
     expect(problemsOf(() => loadConfig({ ...base, TOKEN_ENCRYPTION_KEY: 'vault:secret/broker/key#keys' })))
       .toEqual([expect.stringMatching(/^TOKEN_ENCRYPTION_KEY: a vault: key needs VAULT_ADDR/)])
   })
@@ -109,7 +110,7 @@ describe('environment', () => {
       expect.stringMatching(/^CREDENTIALS_FILE: required when NODE_ENV=production/),
       expect.stringMatching(/^REDIS_URL: required when NODE_ENV=production/),
       expect.stringMatching(/^VAULT_ADDR: required when NODE_ENV=production/),
-      expect.stringMatching(/^TOKEN_ENCRYPTION_KEY: required with REDIS_URL or NODE_ENV=production/)
+      expect.stringMatching(/^TOKEN_ENCRYPTION_KEY: required with Redis \(.*\) or NODE_ENV=production/)
     ])
   })
 
@@ -117,6 +118,74 @@ describe('environment', () => {
     const config = loadConfig({ ...base, NODE_ENV: 'production', REDIS_URL: 'rediss://redis:6380', VAULT_ADDR: 'https://vault:8200', VAULT_TOKEN: 'x', TOKEN_ENCRYPTION_KEY: key })
     expect(config.production).toBe(true)
     expect(config.secretsFile).toBeUndefined()
+  })
+})
+
+describe('Redis topology', () => {
+  const base = { CREDENTIALS_FILE: tempFile('c.yaml', validFile), TOKEN_ENCRYPTION_KEY: key }
+  const caFile = tempFile('ca.pem', '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+
+  it('reads one node from REDIS_URL, with credentials and TLS applied from their own variables', () => {
+    expect(loadConfig({ ...base, REDIS_URL: 'redis://10.0.0.5:6380', REDIS_USERNAME: 'broker', REDIS_PASSWORD: 'pw', REDIS_TLS: 'true', REDIS_CACERT: caFile }).redis).toEqual({
+      topology: 'single', url: 'redis://10.0.0.5:6380', keyPrefix: 'cb', username: 'broker', password: 'pw', tls: { ca: readFileSync(caFile, 'utf8') }
+    })
+    expect(loadConfig({ ...base, REDIS_URL: 'rediss://redis.internal:6380' }).redis?.tls).toEqual({ ca: undefined })
+  })
+
+  it('reads a Sentinel group: sentinels, master name and both passwords, keeping the passwords out of env', () => {
+    const config = loadConfig({ ...base, REDIS_SENTINELS: 'sentinel-0.redis:26379, sentinel-1.redis:26379,[::1]:26380', REDIS_SENTINEL_MASTER: 'mymaster', REDIS_SENTINEL_PASSWORD: 'spw', REDIS_PASSWORD: 'pw' })
+    expect(config.redis).toEqual({
+      topology: 'sentinel',
+      sentinels: [{ host: 'sentinel-0.redis', port: 26379 }, { host: 'sentinel-1.redis', port: 26379 }, { host: '::1', port: 26380 }],
+      masterName: 'mymaster',
+      sentinelPassword: 'spw',
+      keyPrefix: 'cb',
+      username: undefined,
+      password: 'pw',
+      tls: undefined
+    })
+  })
+
+  it('reads Redis Cluster seed nodes', () => {
+    expect(loadConfig({ ...base, REDIS_CLUSTER_NODES: '10.0.0.1:7000,10.0.0.2:7000', REDIS_KEY_PREFIX: 'cbx' }).redis).toEqual({
+      topology: 'cluster', nodes: [{ host: '10.0.0.1', port: 7000 }, { host: '10.0.0.2', port: 7000 }], keyPrefix: 'cbx', username: undefined, password: undefined, tls: undefined
+    })
+  })
+
+  it('accepts exactly one topology, naming the ones set', () => {
+    expect(problemsOf(() => loadConfig({ ...base, REDIS_URL: 'redis://r:6379', REDIS_CLUSTER_NODES: 'r:7000' })))
+      .toEqual(['REDIS_URL, REDIS_CLUSTER_NODES: set exactly one of REDIS_URL (one node), REDIS_SENTINELS (Sentinel) or REDIS_CLUSTER_NODES (Cluster)'])
+    expect(problemsOf(() => loadConfig({ ...base, REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_MASTER: 'm', REDIS_CLUSTER_NODES: 'r:7000' })))
+      .toEqual([expect.stringMatching(/^REDIS_SENTINELS, REDIS_CLUSTER_NODES: set exactly one of/)])
+  })
+
+  it.each([
+    [{ REDIS_SENTINELS: 's:26379' }, /^REDIS_SENTINEL_MASTER: required with REDIS_SENTINELS/],
+    [{ REDIS_SENTINELS: 's:26379,nope', REDIS_SENTINEL_MASTER: 'm' }, /^REDIS_SENTINELS: "nope" is not host:port/],
+    [{ REDIS_CLUSTER_NODES: 'r:70000' }, /^REDIS_CLUSTER_NODES: "r:70000" is not host:port; .*port 1-65535/],
+    [{ REDIS_CLUSTER_NODES: ' , ' }, /^REDIS_CLUSTER_NODES: expected a comma-separated list of host:port/],
+    [{ REDIS_URL: 'redis://r:6379', REDIS_SENTINEL_MASTER: 'm' }, /^REDIS_SENTINEL_MASTER: only used with REDIS_SENTINELS/],
+    [{ REDIS_PASSWORD: 'pw' }, /^REDIS_PASSWORD: set without REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES/],
+    [{ REDIS_URL: 'redis://:inline@r:6379', REDIS_PASSWORD: 'pw' }, /^REDIS_PASSWORD: REDIS_URL already carries a password/],
+    [{ REDIS_URL: 'rediss://r:6379', REDIS_TLS: 'false' }, /^REDIS_TLS: false contradicts the rediss:\/\/ REDIS_URL/],
+    [{ REDIS_URL: 'redis://r:6379', REDIS_TLS: 'yes' }, /^REDIS_TLS: expected true or false/],
+    [{ REDIS_URL: 'redis://r:6379', REDIS_CACERT: '/nonexistent/ca.pem', REDIS_TLS: 'true' }, /^REDIS_CACERT: cannot read "\/nonexistent\/ca.pem" \(ENOENT\)/],
+    [{ REDIS_URL: 'redis://r:6379', REDIS_CACERT: tempFile('x.pem', 'not a certificate'), REDIS_TLS: 'true' }, /^REDIS_CACERT: ".*" holds no PEM certificate/],
+    [{ REDIS_CLUSTER_NODES: 'r:7000', REDIS_CACERT: caFile }, /^REDIS_CACERT: only used with TLS/]
+  ])('rejects %o with one clear line', (env, expected) => {
+    const problems = problemsOf(() => loadConfig({ ...base, ...env }))
+    expect(problems).toHaveLength(1)
+    expect(problems[0]).toMatch(expected)
+  })
+
+  it('takes Sentinel or Cluster as the production store, and wants the shared encryption key with either', () => {
+    const production = { ...base, NODE_ENV: 'production', VAULT_ADDR: 'https://vault:8200', VAULT_TOKEN: 'x' }
+    expect(loadConfig({ ...production, REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_MASTER: 'm' }).redis?.topology).toBe('sentinel')
+    expect(loadConfig({ ...production, REDIS_CLUSTER_NODES: 'r:7000' }).redis?.topology).toBe('cluster')
+    expect(problemsOf(() => loadConfig({ ...production, REDIS_CLUSTER_NODES: 'r:7000', TOKEN_ENCRYPTION_KEY: undefined })))
+      .toEqual([expect.stringMatching(/^TOKEN_ENCRYPTION_KEY: required with Redis/)])
+    expect(problemsOf(() => loadConfig({ ...base, REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_MASTER: 'm', TOKEN_ENCRYPTION_KEY: undefined })))
+      .toEqual([expect.stringMatching(/^TOKEN_ENCRYPTION_KEY: required with Redis/)])
   })
 })
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 
 type IncrCallback = (error: Error | null, result?: { current: number, ttl: number }) => void
 
@@ -9,7 +9,8 @@ export interface RateLimitStore {
 }
 
 export interface SharedCountStoreOptions {
-  redis: Redis
+  /** One node, a Sentinel master or a Cluster (src/store/redis-client.ts). */
+  redis: Redis | Cluster
   /** Key prefix, e.g. "<REDIS_KEY_PREFIX>:ratelimit:". */
   namespace: string
   /** The counting window (the limit is per window). */
@@ -56,15 +57,26 @@ export function createSharedCountStore ({ redis, namespace, windowMs, flushInter
   const keyTtlMs = 2 * windowMs
   const total = (counter: Counter): number => counter.shared + counter.sending + counter.pending
 
-  /** INCRBY + PEXPIRE for each (key, window, amount); the new shared totals, or undefined where Redis failed. */
+  /**
+   * INCRBY + PEXPIRE for each (key, window, amount); the new shared totals, or undefined where Redis failed.
+   * One pipeline on one node. A Cluster pipeline must stay on one node, and the counters of different
+   * callers live in different slots (on different masters), so there each counter gets a pipeline of its
+   * own; they are sent at once, each on the connection of its slot's master.
+   */
   async function add (entries: Array<{ key: string, window: number, amount: number }>): Promise<Array<number | undefined>> {
-    const pipeline = redis.pipeline()
-    for (const { key, window, amount } of entries) pipeline.incrby(redisKey(key, window), amount).pexpire(redisKey(key, window), keyTtlMs)
-    const results = await pipeline.exec().catch(() => null)
-    return entries.map((_entry, index) => {
-      const [error, value] = results?.[index * 2] ?? [null, undefined]
-      return error === null && typeof value === 'number' ? value : undefined
-    })
+    // Not connected: count locally at once (a Cluster client would queue the commands instead of failing them).
+    if (redis.status !== 'ready') return entries.map(() => undefined)
+    const batches = redis.isCluster ? entries.map(entry => [entry]) : [entries]
+    const totals = await Promise.all(batches.map(async batch => {
+      const pipeline = redis.pipeline()
+      for (const { key, window, amount } of batch) pipeline.incrby(redisKey(key, window), amount).pexpire(redisKey(key, window), keyTtlMs)
+      const results = await pipeline.exec().catch(() => null)
+      return batch.map((_entry, index) => {
+        const [error, value] = results?.[index * 2] ?? [null, undefined]
+        return error === null && typeof value === 'number' ? value : undefined
+      })
+    }))
+    return totals.flat()
   }
 
   async function flush (): Promise<void> {

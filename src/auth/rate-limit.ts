@@ -1,8 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
-import { Redis } from 'ioredis'
 import { BrokerError } from '../errors.js'
+import { createRedisClient, type RedisClient } from '../store/redis-client.js'
 import { createSharedCountStore } from './rate-limit-store.js'
 
 declare module 'fastify' {
@@ -27,7 +27,7 @@ const commandTimeoutMs = 500
 /** How long startup waits for the rate-limit connection, so the first requests are already counted in Redis. */
 const readyTimeoutMs = 2000
 
-async function waitUntilReady (redis: Redis, timeoutMs: number): Promise<boolean> {
+async function waitUntilReady (redis: RedisClient, timeoutMs: number): Promise<boolean> {
   if (redis.status === 'ready') return true
   return await new Promise<boolean>(resolve => {
     const done = (ready: boolean): void => { clearTimeout(timer); redis.off('ready', onReady); resolve(ready) }
@@ -38,8 +38,8 @@ async function waitUntilReady (redis: Redis, timeoutMs: number): Promise<boolean
 }
 
 /**
- * Per-caller rate limit (@fastify/rate-limit), keyed by the authenticated caller id. With REDIS_URL the
- * count is shared by every replica, on its own Redis connection under `<REDIS_KEY_PREFIX>:ratelimit:`,
+ * Per-caller rate limit (@fastify/rate-limit), keyed by the authenticated caller id. With Redis (any
+ * topology) the count is shared by every replica, on its own Redis connection under `<REDIS_KEY_PREFIX>:ratelimit:`,
  * through a store that batches its Redis writes (no round trip per request; rate-limit-store.ts); without
  * it, each replica counts in memory. The limit protects the broker from a runaway client: a Redis outage
  * must not turn into failed requests, so the store keeps counting per replica and `skipOnError` lets
@@ -52,16 +52,10 @@ export const rateLimitPlugin = fp(async (app) => {
   const { config } = app
   let store: ReturnType<typeof createSharedCountStore> | undefined
   if (config.redis !== undefined) {
-    const redis = new Redis(config.redis.url, {
-      connectionName: 'credential-broker:ratelimit',
-      connectTimeout: 2000,
-      commandTimeout: commandTimeoutMs,
-      // Fail fast while disconnected instead of queueing: a queued count would hold its request.
-      enableOfflineQueue: false,
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-      keyPrefix: ''
-    })
+    const { keyPrefix, ...connection } = config.redis
+    // Its own connection, with the store's fail-fast settings (a queued count would hold its request)
+    // and a shorter command timeout.
+    const redis = createRedisClient(connection, { connectionName: 'credential-broker:ratelimit', commandTimeoutMs })
     let down = false
     let closing = false
     // One line per outage, not one per reconnect attempt: a lost connection ('close') or a failed
@@ -77,7 +71,7 @@ export const rateLimitPlugin = fp(async (app) => {
       down = false
     })
     if (!await waitUntilReady(redis, readyTimeoutMs)) app.log.warn({}, 'rate-limit Redis not reachable at start; each replica counts on its own until it is')
-    const shared = createSharedCountStore({ redis, namespace: `${config.redis.keyPrefix}:ratelimit:`, windowMs, flushIntervalMs })
+    const shared = createSharedCountStore({ redis, namespace: `${keyPrefix}:ratelimit:`, windowMs, flushIntervalMs })
     app.addHook('onClose', async () => {
       closing = true
       await shared.close()

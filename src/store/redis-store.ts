@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { Redis, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino'
 import { z } from 'zod'
 import type { GrantCipher } from './encryption.js'
@@ -9,13 +8,15 @@ import type { GrantStore, Lease, StoreHealth } from './types.js'
 import { checkGrant, checkGrantKey, checkLeaseTtl, grantTimeToLive } from './validate.js'
 import { parseStored } from './parse-stored.js'
 import { StoreError } from '../errors.js'
-import { backoffDelayMs, withTimeout } from '../time.js'
+import { withTimeout } from '../time.js'
+import { Cluster } from 'ioredis'
+import { createRedisClient, type RedisClient, type RedisConnectionConfig } from './redis-client.js'
 
 export interface RedisGrantStoreOptions {
-  /** redis:// or rediss:// URL; settings in `redisOptions` apply on top of it. */
+  /** One node by redis:// or rediss:// URL: shorthand for `connection: { topology: 'single', url }`. */
   url?: string | undefined
-  /** ioredis options (host, port, TLS, Sentinel...). The fail-fast settings below always win. */
-  redisOptions?: RedisOptions | undefined
+  /** The topology (one node, Sentinel or Cluster) and its credentials and TLS: Config.redis. */
+  connection?: RedisConnectionConfig | undefined
   /** Prefix of every key and of the pub/sub channel (REDIS_KEY_PREFIX). */
   keyPrefix: string
   cipher: GrantCipher
@@ -48,10 +49,23 @@ const StoredValueSchema = z.object({
 // Each script runs atomically in Redis: no other client's command can run between its steps, which is
 // what makes "take the lease and bump the fence" and "check the fence and write" single operations.
 
-/** KEYS: lease, fence. ARGV: owner, ttl ms. Returns the new fence, or nil when someone holds the lease. */
+/**
+ * KEYS: lease, fence. ARGV: owner, ttl ms. Returns the new fence, or nil when someone holds the lease.
+ *
+ * The new fence is one more than the last, and never less than the server's clock in milliseconds.
+ * Replication is asynchronous: when a master fails, the replica that takes over may not have seen the
+ * last few fence increments, and plain INCR would then hand out a fence that a refresher still holds,
+ * letting its late write through. The failover itself takes seconds, so the new master's clock is past
+ * every fence the old one issued (unless the two clocks differ by more than the failover takes).
+ * TIME before a write is allowed since Redis 5 (scripts replicate their effects, not the script).
+ */
 const acquireLeaseScript = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
+  local time = redis.call('TIME')
+  local clock = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local fence = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, clock)
+  redis.call('SET', KEYS[2], string.format('%.0f', fence))
+  return fence
 end
 return false
 `
@@ -95,6 +109,18 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 `
 
+/**
+ * Every script the store runs, with its number of keys. All keys of one call are the keys of one grant
+ * key (keysOf), which share a hash tag and so one Cluster slot, as Redis requires of a script. The grant
+ * notice is a PUBLISH of a channel, not a key: on a Cluster it reaches subscribers on every node.
+ */
+export const grantScripts = {
+  cbAcquireLease: { numberOfKeys: 2, lua: acquireLeaseScript },
+  cbReleaseLease: { numberOfKeys: 1, lua: releaseLeaseScript },
+  cbPutGrant: { numberOfKeys: 2, lua: putGrantScript },
+  cbDeleteGrant: { numberOfKeys: 2, lua: deleteGrantScript }
+} as const
+
 interface GrantScripts {
   cbAcquireLease: (leaseKey: string, fenceKey: string, owner: string, ttlMs: number) => Promise<number | null>
   cbReleaseLease: (leaseKey: string, owner: string, channel: string, key: string, announce: string) => Promise<number>
@@ -104,59 +130,48 @@ interface GrantScripts {
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 1000
 const HEALTH_TIMEOUT_MS = 500
-/** Reconnect forever: exponential from 100 ms, capped at 2 s, 40 % of it random so replicas do not retry in step. */
-export function reconnectDelay (attempt: number): number {
-  return Math.round(backoffDelayMs(attempt, undefined, { baseMs: 100, capMs: 2000, jitterRatio: 0.4 }))
-}
+/** Cluster: how often the grant channel is proven to deliver, and how long a probe may take. */
+const PROBE_INTERVAL_MS = 2000
+const PROBE_TIMEOUT_MS = 1000
+
+/** Clock differences below this between the writer of a grant and Redis are ignored (see get). */
+const skewToleranceMs = 1000
 
 /**
- * The shared grant store on Redis, single node or Sentinel (through `redisOptions`). The keys of one grant
- * share a hash tag, so the scripts are Cluster-safe, but this factory does not build a Cluster client. Grants are sealed with `cipher`, bound to their Redis key, and expire
- * with the grant. Leases are `SET NX PX` with a random owner; writes are fenced. Every write and delete
- * is published on `<prefix>:grants`, which a second (subscriber) connection listens to.
+ * The shared grant store on Redis: one node, a master behind Sentinel, or a Cluster (redis-client.ts).
+ * Grants are sealed with `cipher`, bound to their Redis key, and expire with the grant. Leases are
+ * `SET NX PX` with a random owner; writes are fenced. The keys of one grant key share a hash tag, so
+ * every script stays in one Cluster slot. Every write and delete is published on `<prefix>:grants`,
+ * which a second (subscriber) connection listens to.
+ *
+ * Pub/sub on a Cluster: a plain PUBLISH from inside the scripts, which Redis Cluster forwards to every
+ * node, not sharded pub/sub (SPUBLISH). A shard channel must hash to the slot of the script's keys, so
+ * sharding would need one channel per grant key, each subscribed by every replica before it may rely on
+ * its notices, including for keys it has never seen; publishing after the script instead would break
+ * the atomicity of "write, then announce". One notice per grant write (a few per second with 10,000
+ * credentials) costs the cluster bus nothing worth saving, and it works on every Redis Cluster version.
  *
  * Callers must fail fast when Redis is down (the broker then serves from its local cache), so commands
  * are never queued while disconnected and each has a timeout; the connections reconnect by themselves.
  */
-/** Clock differences below this between the writer of a grant and Redis are ignored (see get). */
-const skewToleranceMs = 1000
-
 export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGrantStore {
   const { keyPrefix, cipher, log } = options
   const now = options.now ?? Date.now
   const commandTimeoutMs = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS
   const closeTimeoutMs = options.closeTimeoutMs ?? 1000
   const channel = `${keyPrefix}:grants`
+  const connection = options.connection ?? (options.url === undefined ? undefined : singleNode(options.url))
+  if (connection === undefined) throw new StoreError('invalid', 'the Redis grant store needs a url or a connection')
 
-  const clientOptions: RedisOptions = {
-    connectTimeout: 2000,
-    commandTimeout: commandTimeoutMs,
-    // A peer that stops answering without closing the socket (a partition) would otherwise keep a dead
-    // connection forever; no reply within this time drops it and starts a reconnect.
-    socketTimeout: Math.max(3 * commandTimeoutMs, 2000),
-    // TCP keepalive as a second line for the idle subscriber connection (health() PINGs it as well).
-    keepAlive: 10_000,
-    retryStrategy: reconnectDelay,
-    connectionName: 'credential-broker',
-    ...options.redisOptions,
-    // Not overridable: they are what makes a dead Redis fail fast instead of hanging callers. A command
-    // queued while disconnected, or re-sent after a reconnect, would run long after its caller gave up
-    // (a lease nobody knows it holds, a write the caller counted as failed), so neither ever happens.
-    enableOfflineQueue: false,
-    autoResendUnfulfilledCommands: false,
-    maxRetriesPerRequest: 0,
-    lazyConnect: false,
-    keyPrefix: ''
-  }
-  const redis = options.url === undefined ? new Redis(clientOptions) : new Redis(options.url, clientOptions)
-  redis.defineCommand('cbAcquireLease', { numberOfKeys: 2, lua: acquireLeaseScript })
-  redis.defineCommand('cbReleaseLease', { numberOfKeys: 1, lua: releaseLeaseScript })
-  redis.defineCommand('cbPutGrant', { numberOfKeys: 2, lua: putGrantScript })
-  redis.defineCommand('cbDeleteGrant', { numberOfKeys: 2, lua: deleteGrantScript })
+  const redis = createRedisClient(connection, { connectionName: 'credential-broker', commandTimeoutMs })
+  for (const [name, script] of Object.entries(grantScripts)) redis.defineCommand(name, script)
   const scripts = redis as unknown as GrantScripts
-  // A connection in subscriber mode cannot run other commands, hence a second one. We subscribe on every
-  // 'ready' ourselves instead of ioredis' autoResubscribe, to know when messages may have been missed.
-  const subscriber = redis.duplicate({ connectionName: 'credential-broker:sub', autoResubscribe: false })
+  // A connection in subscriber mode cannot run other commands, hence a second one. On one node or
+  // Sentinel we subscribe on every 'ready' ourselves instead of ioredis' autoResubscribe, to know when
+  // messages may have been missed. A Cluster moves its subscriber connection to another node by itself
+  // when that node fails, silently: there a probe (below) tells whether notices still arrive.
+  const subscriber = createRedisClient(connection, { connectionName: 'credential-broker:sub', commandTimeoutMs, subscriber: true })
+  const cluster = connection.topology === 'cluster'
 
   // Signals any change of connection state to callers waiting in waitFor().
   const state = new EventEmitter()
@@ -168,6 +183,9 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
   let everReady = false
   let subscribed = false
   let everSubscribed = false
+  // Cluster: a node left the pool, or a probe failed: notices may have been lost since. The next probe
+  // that arrives re-announces the known keys.
+  let channelSuspect = false
   let closed = false
   let closing: Promise<void> | undefined
 
@@ -187,7 +205,8 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
   const orphanLease = (lease: Lease): void => {
     if (closed) return
     orphans.set(lease.owner, lease)
-    // A slow Redis (not a lost one) emits no 'ready' again: retry on a timer as well.
+    // A slow Redis (not a lost one), or a Cluster that lost one master (the client stays ready), emits
+    // no 'ready' again: retry on a timer as well.
     setTimeout(releaseOrphans, commandTimeoutMs).unref()
   }
   const releaseOrphans = (): void => {
@@ -198,22 +217,22 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
     }
   }
 
-  const watch = (client: Redis, connection: 'commands' | 'subscriber'): void => {
+  const watch = (client: RedisClient, role: 'commands' | 'subscriber'): void => {
     let outage = false
     client.on('ready', () => {
-      if (outage) log.info({ connection }, 'redis connection restored')
+      if (outage) log.info({ connection: role }, 'redis connection restored')
       outage = false
-      if (connection === 'commands') {
+      if (role === 'commands') {
         everReady = true
         releaseOrphans()
       }
       state.emit('change')
     })
     client.on('close', () => {
-      if (connection === 'subscriber') subscribed = false
+      if (role === 'subscriber') subscribed = false
       if (!closed && !outage) {
         outage = true
-        log.warn({ connection }, 'redis connection lost; reconnecting')
+        log.warn({ connection: role }, 'redis connection lost; reconnecting')
       }
       state.emit('change')
     })
@@ -221,12 +240,15 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
     client.on('error', (err: Error) => {
       if (closed) return
       if (outage) {
-        log.debug({ connection, err }, 'redis connection error')
+        log.debug({ connection: role, err }, 'redis connection error')
         return
       }
       outage = true
-      log.warn({ connection, err }, 'redis connection error; reconnecting')
+      log.warn({ connection: role, err }, 'redis connection error; reconnecting')
     })
+    // A Cluster stays ready while one of its masters fails over; ioredis drops the node's connection
+    // and finds the new master itself. Say so at debug: readiness reports the degraded state.
+    client.on('-node', () => { if (!closed) log.debug({ connection: role }, 'redis cluster node left the connection pool') })
   }
   watch(redis, 'commands')
   watch(subscriber, 'subscriber')
@@ -244,9 +266,21 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
     notifyListeners(listeners, key, fence, log)
   }
 
+  /** Announces every known key once more: notices may have been published while nobody listened. */
+  const reannounce = (why: string): void => {
+    log.info({ keys: knownKeys.size, why }, 'grant channel resubscribed; re-announcing known keys')
+    for (const key of knownKeys) deliver(key)
+  }
+
+  // Cluster only: a channel of this store's own, on the same subscriber connection as the grant channel.
+  // A message published there and received here proves that notices reach this replica right now.
+  const probeChannel = `${channel}:probe:${randomUUID()}`
+  const probes = new Map<string, () => void>()
+  const channels = cluster ? [channel, probeChannel] : [channel]
+
   const subscribe = async (): Promise<void> => {
     try {
-      await subscriber.subscribe(channel)
+      await subscriber.subscribe(...channels)
     } catch (err) {
       if (closed) return
       log.warn({ err }, 'grant channel subscribe failed')
@@ -258,16 +292,76 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
     const missedMessages = everSubscribed
     subscribed = true
     everSubscribed = true
+    channelSuspect = false
     state.emit('change')
-    if (missedMessages) {
-      log.info({ keys: knownKeys.size }, 'grant channel resubscribed; re-announcing known keys')
-      for (const key of knownKeys) deliver(key)
-    }
+    if (missedMessages) reannounce('reconnected')
   }
   subscriber.on('ready', () => { void subscribe() })
   subscriber.on('message', (from: string, message: string) => {
     if (from === channel) deliver(message)
+    else if (from === probeChannel) probes.get(message)?.()
   })
+
+  /** Publishes a probe through the commands connection and waits for it on the subscriber connection. */
+  const probeOnce = async (): Promise<boolean> => {
+    // A Cluster client that is not ready would queue the PUBLISH (see redis-client.ts); nothing arrives then anyway.
+    if (redis.status !== 'ready') return false
+    const nonce = randomUUID()
+    let settle: (arrived: boolean) => void = () => {}
+    const arrived = new Promise<boolean>(resolve => {
+      const timer = setTimeout(() => { settle(false) }, PROBE_TIMEOUT_MS)
+      settle = (result) => { clearTimeout(timer); probes.delete(nonce); resolve(result) }
+      probes.set(nonce, () => { settle(true) })
+    })
+    try {
+      await withTimeout(redis.publish(probeChannel, nonce), PROBE_TIMEOUT_MS)
+    } catch {
+      settle(false)
+    }
+    return await arrived
+  }
+
+  let probing: Promise<boolean> | undefined
+  const checkChannel = async (): Promise<boolean> => {
+    if (probing !== undefined) return await probing
+    probing = (async () => {
+      if (closed || !everSubscribed || subscriber.status !== 'ready') return subscribed
+      const arrived = await probeOnce()
+      if (closed) return false
+      if (!arrived) {
+        if (subscribed) log.warn({}, 'grant channel probe did not arrive; notices from other replicas may be missed until it does')
+        subscribed = false
+        channelSuspect = true
+        state.emit('change')
+        // Subscribe again on the connection ioredis has now: it resubscribes by itself after moving to
+        // another node, but gives up quietly when that SUBSCRIBE fails. SUBSCRIBE is idempotent.
+        if (subscriber.status === 'ready') void subscribe()
+        return false
+      }
+      if (!subscribed || channelSuspect) {
+        const recovered = !subscribed
+        subscribed = true
+        channelSuspect = false
+        state.emit('change')
+        reannounce(recovered ? 'probe arrives again' : 'cluster node left')
+      }
+      return true
+    })().finally(() => { probing = undefined })
+    return await probing
+  }
+  let probeTimer: NodeJS.Timeout | undefined
+  if (cluster) {
+    probeTimer = setInterval(() => { void checkChannel() }, PROBE_INTERVAL_MS)
+    probeTimer.unref()
+    const suspect = (): void => {
+      if (closed) return
+      channelSuspect = true
+      // Soon, not at once: ioredis picks the new subscriber node when it notices, which may be a moment later.
+      setTimeout(() => { void checkChannel() }, 200).unref()
+    }
+    redis.on('-node', suspect)
+    subscriber.on('-node', suspect)
+  }
 
   /** Resolves true as soon as `condition` holds, false after `timeoutMs` or when the store closes. */
   const waitFor = async (condition: () => boolean, timeoutMs: number): Promise<boolean> => {
@@ -409,6 +503,13 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
     async health (): Promise<StoreHealth> {
       if (closed) return { state: 'down', detail: 'closed' }
       if (redis.status !== 'ready') return { state: 'down', detail: `redis connection ${redis.status}` }
+      if (redis instanceof Cluster) {
+        const cluster = await clusterHealth(redis)
+        if (cluster !== undefined) return { state: 'down', detail: cluster }
+        // The grant channel is proven with a probe: a Cluster's subscriber connection is not ours to PING.
+        if (!await checkChannel()) return { state: 'down', detail: subscribed ? 'grant channel probe did not arrive' : 'grant channel not subscribed' }
+        return { state: 'up' }
+      }
       // The subscriber is pinged too: it never writes on its own, so without this a silently dead
       // subscriber connection (a partition, no RST) would go unnoticed and replicas would miss grants.
       // The PING arms socketTimeout, which then drops that connection and reconnects.
@@ -424,6 +525,7 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
     async close () {
       if (closing !== undefined) return await closing
       closed = true
+      clearInterval(probeTimer)
       listeners.clear()
       state.emit('change')
       closing = Promise.all([quit(redis, closeTimeoutMs), quit(subscriber, closeTimeoutMs)]).then(() => {})
@@ -432,8 +534,43 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
   }
 }
 
+function singleNode (url: string): RedisConnectionConfig {
+  return { topology: 'single', url, username: undefined, password: undefined, tls: undefined }
+}
+
+/** Redis Cluster has this many hash slots. */
+const CLUSTER_SLOTS = 16384
+
+/**
+ * Why a Cluster cannot serve every grant right now, or undefined when it can. The client stays ready
+ * while one master is down or failing over, so each master of the client's slot map is asked for
+ * CLUSTER INFO: a master that does not answer, or one that reports cluster_state other than ok (a
+ * master has failed and no replica has taken over yet), means some grants cannot be read or written.
+ */
+async function clusterHealth (cluster: Cluster): Promise<string | undefined> {
+  const masterKeys = new Set<string>()
+  let served = 0
+  for (const owners of cluster.slots) {
+    const master = owners?.[0]
+    if (master === undefined) continue
+    served += 1
+    masterKeys.add(master)
+  }
+  if (served < CLUSTER_SLOTS) return 'not every redis cluster slot has a known master'
+  const pool = new Map(cluster.nodes('master').map(node => [`${node.options.host ?? ''}:${node.options.port ?? ''}`, node]))
+  const answers = await Promise.allSettled([...masterKeys].map(async key => {
+    const node = pool.get(key)
+    if (node === undefined) throw new Error('not connected')
+    return String(await withTimeout(node.call('CLUSTER', 'INFO'), HEALTH_TIMEOUT_MS))
+  }))
+  const silent = answers.filter(answer => answer.status === 'rejected').length
+  if (silent > 0) return `${silent} of ${masterKeys.size} redis cluster masters did not answer`
+  if (answers.some(answer => answer.status === 'fulfilled' && !answer.value.includes('cluster_state:ok'))) return 'redis cluster state is not ok (a master is failing over)'
+  return undefined
+}
+
 /** QUIT lets Redis finish what it has; a connection that cannot say goodbye in time is simply dropped. */
-async function quit (client: Redis, timeoutMs: number): Promise<void> {
+async function quit (client: RedisClient, timeoutMs: number): Promise<void> {
   if (client.status === 'end') return
   try {
     if (client.status === 'ready') await withTimeout(client.quit(), timeoutMs)

@@ -301,7 +301,7 @@ describe('docker-compose.yml', () => {
     expect(config.vault?.auth).toBe('approle')
     expect(config.vault?.roleId).toBeTruthy()
     expect(config.vault?.secretId).toBeTruthy()
-    expect(config.redis?.url).toBe('redis://redis:6379')
+    expect(config.redis).toMatchObject({ topology: 'single', url: 'redis://redis:6379' })
     expect(config.credentials.length).toBeGreaterThan(0)
   })
 

@@ -1,7 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest'
+import type { RedisConfig } from '../../src/config.js'
 import { createGrantStore, type GrantStore, type Lease } from '../../src/store/index.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
 import { captureLogs, makeGrant, randomGrantKey, randomKey } from './helpers.js'
+
+/** Config.redis for the run's Redis, as loadConfig builds it from REDIS_URL. */
+function singleNode (keyPrefix: string): RedisConfig {
+  return { topology: 'single', url: testRedisUrl(), keyPrefix, username: undefined, password: undefined, tls: undefined }
+}
 
 describe('createGrantStore', () => {
   const opened: GrantStore[] = []
@@ -25,7 +31,7 @@ describe('createGrantStore', () => {
     const prefix = uniquePrefix('factory')
     prefixes.push(prefix)
     const encryptionKey = randomKey()
-    const config = { redis: { url: testRedisUrl(), keyPrefix: prefix }, encryptionKey }
+    const config = { redis: singleNode(prefix), encryptionKey }
     const writer = createGrantStore(config, { log: captureLogs().log })
     const reader = createGrantStore(config, { log: captureLogs().log })
     opened.push(writer, reader)
@@ -40,7 +46,7 @@ describe('createGrantStore', () => {
   it('uses the resolved key list when TOKEN_ENCRYPTION_KEY is a Vault reference', async () => {
     const prefix = uniquePrefix('factory')
     prefixes.push(prefix)
-    const config = { redis: { url: testRedisUrl(), keyPrefix: prefix }, encryptionKey: 'vault:secret/broker#token_key' }
+    const config = { redis: singleNode(prefix), encryptionKey: 'vault:secret/broker#token_key' }
     await expect(async () => { opened.push(createGrantStore(config, { log: captureLogs().log })) })
       .rejects.toMatchObject({ name: 'StoreError', kind: 'invalid' })
     const store = createGrantStore(config, { log: captureLogs().log, encryptionKey: `vault-v3:${randomKey()}` })
@@ -52,7 +58,7 @@ describe('createGrantStore', () => {
   })
 
   it('refuses Redis without an encryption key', () => {
-    expect(() => createGrantStore({ redis: { url: testRedisUrl(), keyPrefix: 'x' }, encryptionKey: undefined }, { log: captureLogs().log }))
+    expect(() => createGrantStore({ redis: singleNode('x'), encryptionKey: undefined }, { log: captureLogs().log }))
       .toThrow(expect.objectContaining({ name: 'StoreError', kind: 'invalid' }))
   })
 })

@@ -48,6 +48,24 @@ describe('redis grant store', () => {
       expect(await raw.pttl(`${world.prefix}:{${key}}:fence`)).toBe(-1)
     })
 
+    it('never hands out a fence again when a failover lost the latest increments of the counter', async () => {
+      const store = await world.open()
+      let first = await store.acquireLease(key, 10_000) as Lease
+      for (let i = 0; i < 3; i++) {
+        await store.releaseLease(first)
+        first = await store.acquireLease(key, 10_000) as Lease
+      }
+      await store.releaseLease(first)
+      // A replica promoted before it saw the last increments holds an older counter: here, the first one.
+      await world.raw().set(`${world.prefix}:{${key}}:fence`, '1')
+      await new Promise(resolve => setTimeout(resolve, 5))
+      const second = await store.acquireLease(key, 10_000) as Lease
+      expect(second.fence).toBeGreaterThan(first.fence)
+      // The holder of the first lease is fenced out, as it must be.
+      expect(await store.putGrant(first, makeGrant())).toBe(false)
+      expect(await store.putGrant(second, makeGrant())).toBe(true)
+    })
+
     it('announces writes on the <prefix>:grants channel, with the fence of the write', async () => {
       const store = await world.open()
       const subscriber = world.raw()

@@ -3,6 +3,7 @@ import { stringify as toYaml } from 'yaml'
 import { sha256Hex, tempFile } from './app.js'
 import { startBroker, type BrokerProcess } from './process.js'
 import { deleteKeys, uniquePrefix } from './redis.js'
+import type { TestTopology } from './redis-topology.js'
 
 export const clusterApiKey = 'cluster-caller-key-0123456789'
 
@@ -19,7 +20,9 @@ export interface BrokerCluster {
  */
 export async function startBrokerCluster (options: {
   replicas: number
-  redisUrl: string
+  /** One Redis node; or `topology`, a Sentinel group or Cluster (its environment replaces REDIS_URL). */
+  redisUrl?: string
+  topology?: TestTopology
   credentials: Array<Record<string, unknown>>
   secrets: Record<string, Record<string, string>>
   env?: Record<string, string>
@@ -31,7 +34,7 @@ export async function startBrokerCluster (options: {
     LOG_LEVEL: 'warn',
     // Load tests measure the broker, not its per-caller limit.
     RATE_LIMIT_PER_MINUTE: '100000000',
-    REDIS_URL: options.redisUrl,
+    ...(options.topology?.env ?? { REDIS_URL: options.redisUrl ?? '' }),
     REDIS_KEY_PREFIX: prefix,
     TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
     CREDENTIALS_FILE: tempFile('credentials.yaml', toYaml({
@@ -48,7 +51,8 @@ export async function startBrokerCluster (options: {
     env,
     close: async () => {
       await Promise.all(processes.map(async process => await process.stop('SIGKILL')))
-      await deleteKeys(options.redisUrl, prefix).catch(() => {})
+      if (options.topology !== undefined) await options.topology.deleteKeys(prefix).catch(() => {})
+      else if (options.redisUrl !== undefined) await deleteKeys(options.redisUrl, prefix).catch(() => {})
     }
   }
 }
