@@ -338,6 +338,14 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
 }
 
 /**
+ * The same configuration with other credentials (frozen again). The embedded default uses it to point
+ * the example credentials at the stand-ins it started, before the broker is built.
+ */
+export function withCredentials (config: Config, credentials: readonly CredentialConfig[]): Config {
+  return deepFreeze({ ...config, credentials: [...credentials] })
+}
+
+/**
  * TOKEN_ENCRYPTION_KEY is either "vault:<mount>/<path>#<field>" or a comma-separated list of keys, each
  * "<base64>" or "<key id>:<base64>"; the first encrypts, all decrypt (rotation without downtime).
  */
