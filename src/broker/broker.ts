@@ -37,7 +37,7 @@ export interface BrokerObserver {
   tokenServed?: (credentialId: string, source: TokenSource | 'error', seconds: number) => void
   refreshed?: (provider: ProviderKind, credentialId: string, result: RefreshResult, reason: RefreshReason, seconds: number) => void
   leaseContention?: (credentialId: string) => void
-  breakerState?: (provider: ProviderKind, state: CircuitState) => void
+  breakerState?: (provider: ProviderKind, state: CircuitState, endpoint: string) => void
   rotated?: (credentialId: string) => void
 }
 
@@ -167,7 +167,7 @@ export function grantKey (credential: CredentialConfig): string {
  * even obtained, and the engine would refresh in a loop. The jitter is a hash of the grant, not a random
  * draw, so all replicas agree on the moment and only one of them mints.
  */
-export function plannedRefreshAt (grant: Grant, policy: CredentialConfig['refresh'], key: string): number {
+export function plannedRefreshAt (grant: Pick<Grant, 'obtainedAt' | 'expiresAt'>, policy: CredentialConfig['refresh'], key: string): number {
   const lifetime = Math.max(0, grant.expiresAt - grant.obtainedAt)
   const byRatio = grant.obtainedAt + policy.ratio * lifetime
   const byMargin = grant.expiresAt - policy.margin_seconds * 1000
@@ -311,7 +311,7 @@ export function createBroker (deps: BrokerDeps): Broker {
         cooldownMs: options.breakerCooldownMs,
         onStateChange: state => {
           log.warn({ provider: credential.provider, endpoint, state }, 'circuit breaker changed state')
-          observer.breakerState?.(credential.provider, state)
+          observer.breakerState?.(credential.provider, state, endpoint)
         }
       })
       breakers.set(endpoint, breaker)

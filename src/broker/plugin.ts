@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { BrokerProviders, BrokerOptions } from './broker.js'
-import { createBroker } from './broker.js'
+import { createBroker, grantKey, plannedRefreshAt } from './broker.js'
 import type { Clock } from './clock.js'
 import type { Broker } from './types.js'
 import { createProviderRegistry } from '../providers/registry.js'
@@ -47,7 +47,8 @@ export const brokerPlugin = fp<BrokerPluginOptions>(async (app, options) => {
         metrics.refreshDuration.observe({ provider }, seconds)
       },
       leaseContention: credential => { metrics.leaseContention.inc({ credential }) },
-      breakerState: (provider, state) => { metrics.circuitBreakerState.set({ provider }, circuitBreakerStates[state]) },
+      // Breakers are per endpoint ("kivra:production", or "kivra:sandbox:<base_url>" for a host override).
+      breakerState: (provider, state, endpoint) => { metrics.circuitBreakerState.set({ provider, endpoint: endpoint.replace(/:$/, '') }, circuitBreakerStates[state]) },
       rotated: credential => { metrics.secretRotations.inc({ credential }) }
     }
   })
@@ -55,15 +56,32 @@ export const brokerPlugin = fp<BrokerPluginOptions>(async (app, options) => {
     metrics.initCredential({ id: credential.id, provider: credential.provider, mintsTokens: credential.provider !== 'sir-giving' })
   }
   const clockNow = options.clock?.now ?? Date.now
-  metrics.setGrantExpirySource(() => broker.statuses().flatMap(status =>
-    status.expiresAt === undefined ? [] : [{ credentialId: status.id, expiresInSeconds: (status.expiresAt - clockNow()) / 1000 }]))
-  // Readiness, Redis and Vault gauges are read at scrape time, so they are current even when nothing polls /readyz.
+  const credentialsById = new Map(app.config.credentials.map(credential => [credential.id, { credential, key: grantKey(credential) }]))
+  // Expiry, lifetime and the planned refresh moment of each held grant, for lifetime-relative alerts.
+  metrics.setGrantExpirySource(() => {
+    const now = clockNow()
+    return broker.statuses().flatMap(status => {
+      if (status.expiresAt === undefined) return []
+      const configured = credentialsById.get(status.id)
+      const grant = status.obtainedAt === undefined ? undefined : { obtainedAt: status.obtainedAt, expiresAt: status.expiresAt }
+      return [{
+        credentialId: status.id,
+        expiresInSeconds: (status.expiresAt - now) / 1000,
+        lifetimeSeconds: grant === undefined ? undefined : (grant.expiresAt - grant.obtainedAt) / 1000,
+        refreshDueInSeconds: grant === undefined || configured === undefined ? undefined : (plannedRefreshAt(grant, configured.credential.refresh, configured.key) - now) / 1000
+      }]
+    })
+  })
+  // Readiness, store and secret-source gauges are read at scrape time, so they are current even when nothing polls /readyz.
   metrics.setHealthSource(async () => {
     const health = await broker.health()
     return {
       readiness: health.state,
-      redisUp: health.store.kind === 'redis' ? health.store.state === 'up' : undefined,
-      vaultAuthenticated: health.secrets.kind === 'vault' ? health.secrets.authenticated : undefined
+      store: { kind: health.store.kind, up: health.store.state === 'up' },
+      secrets: {
+        kind: health.secrets.kind,
+        authenticated: health.secrets.kind === 'vault' ? health.secrets.authenticated === true : health.secrets.state === 'ok'
+      }
     }
   })
   app.decorate('broker', broker)

@@ -520,6 +520,7 @@ describe('deploy/prometheus/alerts.yaml', () => {
   const rulesFile = parseYaml(read('deploy/prometheus/alerts.yaml')) as { groups: Array<{ name: string, rules: AlertRule[] }> }
   const rules = rulesFile.groups.flatMap(group => group.rules)
   const alertNames = rules.map(rule => rule.alert)
+  const runbookBase = rules[0]?.annotations?.runbook_url?.split('#')[0] ?? ''
 
   // What createMetrics() really registers, and each metric's label names as they appear in a scrape.
   const registry = new Registry()
@@ -528,7 +529,11 @@ describe('deploy/prometheus/alerts.yaml', () => {
   metrics.tokenRequestDuration.observe({ credential: 'kivra-sandbox' }, 0.0002)
   metrics.refreshDuration.observe({ provider: 'kivra' }, 0.2)
   metrics.grantExpiry.set({ credential: 'kivra-sandbox' }, 3600)
-  metrics.circuitBreakerState.set({ provider: 'kivra' }, 0)
+  metrics.grantLifetime.set({ credential: 'kivra-sandbox' }, 28_800)
+  metrics.grantRefreshDue.set({ credential: 'kivra-sandbox' }, 18_000)
+  metrics.circuitBreakerState.set({ provider: 'kivra', endpoint: 'kivra:sandbox' }, 0)
+  metrics.redisUp.set({ kind: 'redis', embedded: 'false' }, 1)
+  metrics.vaultAuthenticated.set({ kind: 'vault', embedded: 'false' }, 1)
   const series = new Map<string, Set<string>>()
   const allowedValues: Record<string, readonly string[]> = { result: [...tokenRequestResults, ...refreshResults], reason: refreshReasons }
 
@@ -545,14 +550,16 @@ describe('deploy/prometheus/alerts.yaml', () => {
   it('has the alerts the README runbook describes', () => {
     expect(alertNames).toEqual(expect.arrayContaining([
       'CredentialCloseToExpiry', 'RefreshesFailing', 'PermanentCredentialRejection', 'VaultUnauthenticated',
-      'RedisDown', 'BrokerDegraded', 'CircuitBreakerOpen'
+      'RedisDown', 'BrokerDegraded', 'CircuitBreakerOpen', 'BrokerAbsent'
     ]))
     expect(new Set(alertNames).size).toBe(alertNames.length)
   })
 
   it.each(rules.map(rule => [rule.alert, rule] as const))('%s queries only metrics and labels that createMetrics() registers', (_name, rule) => {
     const used = [...rule.expr.matchAll(/\b(credential_broker_[a-z0-9_]+)\b/g)].map(match => match[1]!)
-    expect(used.length).toBeGreaterThan(0)
+    // Prometheus' own `up` (per scrape target) is the one other series a rule may use: BrokerAbsent.
+    const usesUp = /\bup\{job="credential-broker"\}/.test(rule.expr)
+    expect(used.length + (usesUp ? 1 : 0)).toBeGreaterThan(0)
     for (const name of used) expect([...series.keys()], `${name} is not registered`).toContain(name)
 
     for (const selector of rule.expr.matchAll(/\b(credential_broker_[a-z0-9_]+)\{([^}]*)\}/g)) {
@@ -569,7 +576,7 @@ describe('deploy/prometheus/alerts.yaml', () => {
     const metricLabels = new Set(used.flatMap(name => [...series.get(name)!]))
     const grouped = [...rule.expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap(match => match[1]!.split(',').map(label => label.trim()))
     for (const label of grouped) expect(metricLabels, `by (${label})`).toContain(label)
-    const available = grouped.length > 0 ? new Set(grouped) : new Set([...metricLabels, 'instance', 'job'])
+    const available = grouped.length > 0 || /\babsent\(/.test(rule.expr) ? new Set(grouped) : new Set([...metricLabels, 'instance', 'job'])
     for (const [key, text] of Object.entries(rule.annotations ?? {})) {
       for (const reference of text.matchAll(/\$labels\.(\w+)/g)) expect(available, `${key} uses $labels.${reference[1]!}`).toContain(reference[1])
     }
@@ -579,24 +586,43 @@ describe('deploy/prometheus/alerts.yaml', () => {
     expect(['critical', 'warning', 'info']).toContain(rule.labels?.severity)
     expect(rule.annotations?.summary).toBeTruthy()
     expect(rule.annotations?.description).toBeTruthy()
-    expect(rule.annotations?.runbook_url).toBe(`README.md#alert-${name.toLowerCase()}`)
+    expect(rule.annotations?.runbook_url).toBe(`${runbookBase}#alert-${name.toLowerCase()}`)
     if (rule.for !== undefined) expect(rule.for).toMatch(/^\d+[smhd]$/)
+  })
+
+  it('links every runbook_url to one absolute, documented base (the README says how to change it)', () => {
+    expect(runbookBase).toMatch(/^https:\/\/[^#\s]+$/)
+    expect(new Set(rules.map(rule => rule.annotations?.runbook_url?.split('#')[0]))).toEqual(new Set([runbookBase]))
+    expect(read('README.md')).toContain(runbookBase)
+    expect(read('README.md')).toMatch(/RUNBOOK_BASE_URL=\S+ npm run alerts/)
+  })
+
+  it('keeps the PrometheusRule of deploy/kubernetes/monitoring generated from these rules', () => {
+    const rule = parseYaml(read('deploy/kubernetes/monitoring/prometheusrule.yaml')) as K8sObject & { spec: { groups: unknown } }
+    expect(rule.apiVersion).toBe('monitoring.coreos.com/v1')
+    expect(rule.kind).toBe('PrometheusRule')
+    // Drift (an edit to alerts.yaml without `npm run alerts`) fails here.
+    expect(rule.spec.groups).toEqual(rulesFile.groups)
   })
 
   it('uses the thresholds the platform team agreed on', () => {
     const byName = new Map(rules.map(rule => [rule.alert, rule]))
     expect(byName.get('CredentialCloseToExpiry')).toMatchObject({ for: '2m' })
-    expect(byName.get('CredentialCloseToExpiry')!.expr).toMatch(/credential_broker_grant_expiry_seconds\)?\s*<\s*300\b/)
+    // Relative to the lifetime (under 10 % left), and only once the planned refresh has passed.
+    expect(byName.get('CredentialCloseToExpiry')!.expr).toMatch(/credential_broker_grant_expiry_seconds\s*\/\s*credential_broker_grant_lifetime_seconds\)\s*<\s*0\.1\b/)
+    expect(byName.get('CredentialCloseToExpiry')!.expr).toMatch(/credential_broker_grant_refresh_due_seconds\)\s*<\s*0\b/)
     expect(byName.get('RefreshesFailing')!.expr).toMatch(/\[15m\]/)
     expect(byName.get('RefreshesFailing')!.expr).toMatch(/result="success"/)
     expect(byName.get('PermanentCredentialRejection')!.expr).toMatch(/result="permanent_error"/)
     expect(byName.get('VaultUnauthenticated')).toMatchObject({ for: '5m' })
-    expect(byName.get('VaultUnauthenticated')!.expr).toMatch(/credential_broker_vault_authenticated\s*==\s*0/)
+    expect(byName.get('VaultUnauthenticated')!.expr).toMatch(/credential_broker_vault_authenticated\{embedded="false"\}\s*==\s*0/)
     expect(byName.get('RedisDown')).toMatchObject({ for: '2m' })
-    expect(byName.get('RedisDown')!.expr).toMatch(/credential_broker_redis_up\s*==\s*0/)
+    expect(byName.get('RedisDown')!.expr).toMatch(/credential_broker_redis_up\{embedded="false"\}\s*==\s*0/)
     expect(byName.get('BrokerDegraded')).toMatchObject({ for: '10m' })
     expect(byName.get('BrokerDegraded')!.expr).toMatch(/credential_broker_readiness_state\s*<\s*2/)
-    expect(byName.get('CircuitBreakerOpen')!.expr).toMatch(/credential_broker_circuit_breaker_state\)?\s*==\s*2/)
+    expect(byName.get('CircuitBreakerOpen')!.expr).toMatch(/max by \(provider, endpoint\) \(credential_broker_circuit_breaker_state\)\s*==\s*2/)
+    expect(byName.get('BrokerAbsent')).toMatchObject({ for: '5m', labels: { severity: 'critical' } })
+    expect(byName.get('BrokerAbsent')!.expr).toBe('absent(up{job="credential-broker"} == 1)')
   })
 })
 
