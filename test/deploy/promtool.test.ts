@@ -32,7 +32,7 @@ describe('deploy/prometheus/alerts.test.yaml', () => {
     }
   })
 
-  if (!available && !inCi) console.warn(`test/deploy/promtool.test.ts: ${install}`)
+  if (!available && !inCi) process.stderr.write(`test/deploy/promtool.test.ts: ${install}\n`)
 
   it.skipIf(!available && !inCi)(`passes \`promtool check rules\` and \`promtool test rules\`${available ? '' : ` (${install})`}`, () => {
     expect(available, install).toBe(true)
