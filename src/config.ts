@@ -1,4 +1,5 @@
-import { readFileSync, existsSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
+import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs'
 import { resolve, dirname, extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
@@ -30,6 +31,12 @@ export const EnvSchema = z.object({
   VAULT_NAMESPACE: optionalString,
   VAULT_AUTH: z.preprocess(emptyToUndefined, z.enum(['token', 'approle', 'kubernetes']).default('token')),
   VAULT_TOKEN: optionalString,
+  /** A file holding the token (a Vault Agent sink): read at start and again whenever Vault stops accepting the token. */
+  VAULT_TOKEN_FILE: optionalString,
+  /** PEM file of the CA(s) that sign Vault's TLS certificate; takes precedence over VAULT_CAPATH (as for the Vault CLI). */
+  VAULT_CACERT: optionalString,
+  /** Directory of PEM CA files for Vault's TLS. */
+  VAULT_CAPATH: optionalString,
   VAULT_ROLE_ID: optionalString,
   VAULT_ROLE_ID_FILE: optionalString,
   VAULT_SECRET_ID: optionalString,
@@ -94,7 +101,7 @@ export const CredentialSchema = z.strictObject({
   id: credentialId,
   provider: z.enum(providerKinds),
   environment: z.enum(['sandbox', 'production']),
-  secret: z.string().regex(/^[^/\s]+\/\S+$/, 'expected "<mount>/<path>" (KV v2) or a SECRETS_FILE key with a slash'),
+  secret: z.string().refine(isSecretPath, 'expected "<mount>/<path>" (KV v2), "<mount>:<path>" for a mount whose name has a slash (e.g. "kv/platform:providers/kivra"), or a SECRETS_FILE key of either form'),
   base_url: httpUrl.optional(),
   token_url: httpUrl.optional(),
   client_auth: z.enum(['basic', 'post']).default('basic'),
@@ -171,7 +178,12 @@ export interface VaultConfig {
   readonly addr: string
   readonly namespace: string | undefined
   readonly auth: Env['VAULT_AUTH']
+  /** VAULT_TOKEN, or the content of VAULT_TOKEN_FILE at start. */
   readonly token: string | undefined
+  /** VAULT_TOKEN_FILE: read again when Vault stops accepting the token (a Vault Agent sink rewrites it). */
+  readonly tokenFile?: string | undefined
+  /** PEM certificates of the CAs trusted for Vault's TLS (VAULT_CACERT, else VAULT_CAPATH); undefined: the system CAs. */
+  readonly ca?: readonly string[] | undefined
   readonly roleId: string | undefined
   readonly secretId: string | undefined
   readonly approleMount: string
@@ -200,6 +212,75 @@ function zodProblems (error: z.ZodError, where: string): string[] {
     const path = formatPath(issue.path)
     return `${where}${path === '' ? '' : (where === '' ? '' : ': ') + path}: ${issue.message}`
   })
+}
+
+/**
+ * A secret reference: "<mount>/<path>" (split at the first slash), or "<mount>:<path>" when the KV mount's
+ * own name has a slash ("kv/platform:providers/kivra"). A reference with a colon is always the second form.
+ */
+export function isSecretPath (path: string): boolean {
+  if (/\s/.test(path)) return false
+  const colon = path.indexOf(':')
+  if (colon === -1) return /^[^/]+\/.+$/.test(path)
+  const mount = path.slice(0, colon)
+  const key = path.slice(colon + 1)
+  return mount !== '' && !mount.startsWith('/') && !mount.endsWith('/') && !mount.includes('//') && key !== '' && !key.startsWith('/') && !key.includes(':')
+}
+
+const pemCertificate = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
+
+/** The PEM certificates in `text`, each checked to parse; a broken one is a problem naming `where`. */
+function pemCertificates (text: string, where: string, problems: string[]): string[] {
+  const certificates = text.match(pemCertificate) ?? []
+  for (const [index, pem] of certificates.entries()) {
+    try {
+      void new X509Certificate(pem)
+    } catch {
+      problems.push(`${where}: certificate ${index + 1} is not a valid PEM certificate`)
+    }
+  }
+  return certificates
+}
+
+/**
+ * The CAs for Vault's TLS, as the Vault CLI reads them: VAULT_CACERT (one PEM file, which may hold several
+ * certificates) before VAULT_CAPATH (every PEM file in a directory). They replace the system CAs for Vault.
+ */
+function readVaultCa (env: Env, problems: string[]): string[] | undefined {
+  if (env.VAULT_CACERT !== undefined) {
+    let text: string
+    try {
+      text = readFileSync(env.VAULT_CACERT, 'utf8')
+    } catch (err) {
+      problems.push(`VAULT_CACERT: cannot read "${env.VAULT_CACERT}" (${(err as NodeJS.ErrnoException).code ?? 'error'}); expected a PEM file of the CA that signs Vault's certificate`)
+      return undefined
+    }
+    const certificates = pemCertificates(text, `VAULT_CACERT "${env.VAULT_CACERT}"`, problems)
+    if (certificates.length === 0) problems.push(`VAULT_CACERT: "${env.VAULT_CACERT}" holds no PEM certificate (-----BEGIN CERTIFICATE-----)`)
+    return certificates
+  }
+  if (env.VAULT_CAPATH !== undefined) {
+    let names: string[]
+    try {
+      names = readdirSync(env.VAULT_CAPATH).sort()
+    } catch (err) {
+      problems.push(`VAULT_CAPATH: cannot read the directory "${env.VAULT_CAPATH}" (${(err as NodeJS.ErrnoException).code ?? 'error'}); expected a directory of PEM CA files`)
+      return undefined
+    }
+    const certificates: string[] = []
+    for (const name of names) {
+      const file = join(env.VAULT_CAPATH, name)
+      try {
+        if (!statSync(file).isFile()) continue
+        certificates.push(...pemCertificates(readFileSync(file, 'utf8'), `VAULT_CAPATH "${file}"`, problems))
+      } catch {
+        // An unreadable entry (a dangling link) is skipped, as in a system CA directory.
+      }
+    }
+    if (certificates.length === 0) problems.push(`VAULT_CAPATH: "${env.VAULT_CAPATH}" holds no PEM certificate`)
+    return certificates
+  }
+  return undefined
 }
 
 /** Reads NAME or the file named by NAME_FILE. An unreadable file is reported here (and counts as given). */
@@ -290,11 +371,15 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
       if (secretId === undefined) problems.push('VAULT_SECRET_ID: required when VAULT_AUTH=approle (or VAULT_SECRET_ID_FILE)')
     }
     if (env.VAULT_AUTH === 'kubernetes' && env.VAULT_K8S_ROLE === undefined) problems.push('VAULT_K8S_ROLE: required when VAULT_AUTH=kubernetes; expected the Vault role bound to this service account')
+    const ca = readVaultCa(env, problems)
     vault = {
       addr: env.VAULT_ADDR.replace(/\/+$/, ''),
       namespace: env.VAULT_NAMESPACE,
       auth: env.VAULT_AUTH,
       token: token ?? undefined,
+      // As given (relative to the working directory), like the start-up read of VAULT_TOKEN_FILE above.
+      tokenFile: env.VAULT_AUTH === 'token' ? env.VAULT_TOKEN_FILE : undefined,
+      ca,
       roleId: roleId ?? undefined,
       secretId: secretId ?? undefined,
       approleMount: env.VAULT_APPROLE_MOUNT,
@@ -351,7 +436,8 @@ export function withCredentials (config: Config, credentials: readonly Credentia
  */
 function checkEncryptionKeySpec (spec: string): string[] {
   if (spec.startsWith('vault:')) {
-    return /^vault:[^/\s#]+\/[^\s#]+#\S+$/.test(spec) ? [] : ['TOKEN_ENCRYPTION_KEY: expected "vault:<mount>/<path>#<field>"']
+    const match = /^vault:([^#]+)#\S+$/.exec(spec)
+    return match?.[1] !== undefined && isSecretPath(match[1]) ? [] : ['TOKEN_ENCRYPTION_KEY: expected "vault:<mount>/<path>#<field>" (or "vault:<mount>:<path>#<field>" for a mount with a slash)']
   }
   const problems: string[] = []
   spec.split(',').forEach((entry, index) => {

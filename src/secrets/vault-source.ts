@@ -20,12 +20,16 @@ export interface VaultSecretSourceDeps {
   client?: VaultClient
 }
 
-/** Splits "<mount>/<path>" at the first slash: the KV v2 mount, then the path inside it. */
+/**
+ * The KV v2 mount and the path inside it: "<mount>:<path>" splits at the colon (for a mount whose own name
+ * has a slash, e.g. "kv/platform:providers/kivra"), "<mount>/<path>" at the first slash.
+ */
 export function splitSecretPath (path: string): { mount: string, key: string } {
-  const slash = path.indexOf('/')
-  const mount = slash === -1 ? '' : path.slice(0, slash)
-  const key = slash === -1 ? '' : path.slice(slash + 1).replace(/^\/+|\/+$/g, '')
-  if (mount === '' || key === '') throw new SecretError('invalid', `secret path "${path}" is not "<mount>/<path>"`)
+  const colon = path.indexOf(':')
+  const at = colon === -1 ? path.indexOf('/') : colon
+  const mount = at === -1 ? '' : path.slice(0, at).replace(/^\/+|\/+$/g, '')
+  const key = at === -1 ? '' : path.slice(at + 1).replace(/^\/+|\/+$/g, '')
+  if (mount === '' || key === '') throw new SecretError('invalid', `secret path "${path}" is not "<mount>/<path>" or "<mount>:<path>"`)
   return { mount, key }
 }
 
@@ -50,7 +54,7 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
   const { config, log } = deps
   const timers = deps.timers ?? realTimers
   const probeIntervalMs = deps.probeIntervalMs ?? 5000
-  const client = deps.client ?? createVaultClient({ addr: config.addr, namespace: config.namespace, timeoutMs: config.timeoutMs, log })
+  const client = deps.client ?? createVaultClient({ addr: config.addr, namespace: config.namespace, timeoutMs: config.timeoutMs, ca: config.ca, log })
   const auth = createVaultAuth({
     client,
     config,
