@@ -47,22 +47,9 @@ if ! vault auth list -format=json | grep -q '"approle/"'; then
   log "enabled auth/approle"
 fi
 
-# Read-only on provider secrets (data for reads, metadata for the rotation check) and on the token key.
-# Token lookup-self and renew-self come from Vault's `default` policy, which AppRole tokens also carry.
-vault policy write "$ROLE" - >/dev/null <<'POLICY'
-path "secret/data/providers/*" {
-  capabilities = ["read"]
-}
-path "secret/metadata/providers/*" {
-  capabilities = ["read"]
-}
-path "secret/data/broker/token-key" {
-  capabilities = ["read"]
-}
-path "secret/metadata/broker/token-key" {
-  capabilities = ["read"]
-}
-POLICY
+# The broker's policy, deploy/vault/policy.hcl (mounted by docker-compose.yml): read-only on the provider
+# secrets (data for reads, metadata for the rotation check) and on the token key; token lookup-self and renew-self.
+vault policy write "$ROLE" "${POLICY_FILE:-/seed/policy.hcl}" >/dev/null
 log "wrote policy $ROLE"
 
 # Short token TTLs so a local run exercises renewal and re-login; the secret_id never expires and may be
