@@ -99,9 +99,13 @@ describe('oauth2 adapter against the RFC 6749 stand-in', () => {
 
       as.setFault({ kind: 'latency', ms: 2000 }, { times: 1 })
       const controller = new AbortController()
+      const attempts = as.mintAttempts
       const call = adapter.mint(as.secret, testContext(credential(), { signal: controller.signal }))
-      setTimeout(() => { controller.abort() }, 30)
-      expect(await providerError(call)).toMatchObject({ kind: 'transient', message: 'oauth2 mint: request aborted' })
+      // Abort once the stand-in holds the request (and has used up the fault): a request still on its way
+      // when this test ends would take the next test's fault instead.
+      const held = setInterval(() => { if (as.mintAttempts > attempts) { clearInterval(held); controller.abort() } }, 5)
+      const error = await providerError(call).finally(() => { clearInterval(held) })
+      expect(error).toMatchObject({ kind: 'transient', message: 'oauth2 mint: request aborted' })
     })
   })
 
