@@ -12,10 +12,9 @@ RUN npm ci --no-audit --no-fund
 
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# Compiles to dist/ and copies the example credentials and secrets to dist/embedded/, where the compiled
+# src/config.ts looks for them (tsc copies no YAML or JSON).
 RUN npm run build
-# src/config.ts reads the example credentials and secrets relative to its own compiled location
-# (dist/embedded/); tsc copies no YAML or JSON, so copy them by hand. Fails the build if they are missing.
-RUN mkdir -p dist/embedded && cp -R src/embedded/. dist/embedded/
 
 # ---- runtime --------------------------------------------------------------------------------------
 FROM node:24-bookworm-slim AS runtime

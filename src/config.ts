@@ -1,10 +1,12 @@
-import { readFileSync, existsSync } from 'node:fs'
+import { X509Certificate } from 'node:crypto'
+import { readFileSync, readdirSync, existsSync, statSync } from 'node:fs'
 import { resolve, dirname, extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { parse as parseYaml } from 'yaml'
 import { ConfigError, StoreError } from './errors.js'
 import { parseEncryptionKeySetting } from './store/encryption.js'
+import { isSecretPath } from './secrets/secret-path.js'
 import { descriptorOf, providerKinds } from './providers/catalog.js'
 
 /** Where the checked-in example credentials and secrets live (used only in embedded mode). */
@@ -42,6 +44,12 @@ export const EnvSchema = z.object({
   VAULT_NAMESPACE: optionalString,
   VAULT_AUTH: z.preprocess(emptyToUndefined, z.enum(['token', 'approle', 'kubernetes']).default('token')),
   VAULT_TOKEN: optionalString,
+  /** A file holding the token (a Vault Agent sink): read at start and again whenever Vault stops accepting the token. */
+  VAULT_TOKEN_FILE: optionalString,
+  /** PEM file of the CA(s) that sign Vault's TLS certificate; takes precedence over VAULT_CAPATH (as for the Vault CLI). */
+  VAULT_CACERT: optionalString,
+  /** Directory of PEM CA files for Vault's TLS. */
+  VAULT_CAPATH: optionalString,
   VAULT_ROLE_ID: optionalString,
   VAULT_ROLE_ID_FILE: optionalString,
   VAULT_SECRET_ID: optionalString,
@@ -106,7 +114,7 @@ export const CredentialSchema = z.strictObject({
   id: credentialId,
   provider: z.enum(providerKinds),
   environment: z.enum(['sandbox', 'production']),
-  secret: z.string().regex(/^[^/\s]+\/\S+$/, 'expected "<mount>/<path>" (KV v2) or a SECRETS_FILE key with a slash'),
+  secret: z.string().refine(isSecretPath, 'expected "<mount>/<path>" (KV v2), "<mount>:<path>" for a mount whose name has a slash (e.g. "kv/platform:providers/kivra"), or a SECRETS_FILE key of either form'),
   base_url: httpUrl.optional(),
   token_url: httpUrl.optional(),
   client_auth: z.enum(['basic', 'post']).default('basic'),
@@ -235,7 +243,12 @@ export interface VaultConfig {
   readonly addr: string
   readonly namespace: string | undefined
   readonly auth: Env['VAULT_AUTH']
+  /** VAULT_TOKEN, or the content of VAULT_TOKEN_FILE at start. */
   readonly token: string | undefined
+  /** VAULT_TOKEN_FILE: read again when Vault stops accepting the token (a Vault Agent sink rewrites it). */
+  readonly tokenFile?: string | undefined
+  /** PEM certificates of the CAs trusted for Vault's TLS (VAULT_CACERT, else VAULT_CAPATH); undefined: the system CAs. */
+  readonly ca?: readonly string[] | undefined
   readonly roleId: string | undefined
   readonly secretId: string | undefined
   readonly approleMount: string
@@ -254,6 +267,62 @@ function zodProblems (error: z.ZodError, where: string): string[] {
     const path = formatPath(issue.path)
     return `${where}${path === '' ? '' : (where === '' ? '' : ': ') + path}: ${issue.message}`
   })
+}
+
+const pemCertificate = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
+
+/** The PEM certificates in `text`, each checked to parse; a broken one is a problem naming `where`. */
+function pemCertificates (text: string, where: string, problems: string[]): string[] {
+  const certificates = text.match(pemCertificate) ?? []
+  for (const [index, pem] of certificates.entries()) {
+    try {
+      void new X509Certificate(pem)
+    } catch {
+      problems.push(`${where}: certificate ${index + 1} is not a valid PEM certificate`)
+    }
+  }
+  return certificates
+}
+
+/**
+ * The CAs for Vault's TLS, as the Vault CLI reads them: VAULT_CACERT (one PEM file, which may hold several
+ * certificates) before VAULT_CAPATH (every PEM file in a directory). They replace the system CAs for Vault.
+ */
+function readVaultCa (env: Env, problems: string[]): string[] | undefined {
+  if (env.VAULT_CACERT !== undefined) {
+    let text: string
+    try {
+      text = readFileSync(env.VAULT_CACERT, 'utf8')
+    } catch (err) {
+      problems.push(`VAULT_CACERT: cannot read "${env.VAULT_CACERT}" (${(err as NodeJS.ErrnoException).code ?? 'error'}); expected a PEM file of the CA that signs Vault's certificate`)
+      return undefined
+    }
+    const certificates = pemCertificates(text, `VAULT_CACERT "${env.VAULT_CACERT}"`, problems)
+    if (certificates.length === 0) problems.push(`VAULT_CACERT: "${env.VAULT_CACERT}" holds no PEM certificate (-----BEGIN CERTIFICATE-----)`)
+    return certificates
+  }
+  if (env.VAULT_CAPATH !== undefined) {
+    let names: string[]
+    try {
+      names = readdirSync(env.VAULT_CAPATH).sort()
+    } catch (err) {
+      problems.push(`VAULT_CAPATH: cannot read the directory "${env.VAULT_CAPATH}" (${(err as NodeJS.ErrnoException).code ?? 'error'}); expected a directory of PEM CA files`)
+      return undefined
+    }
+    const certificates: string[] = []
+    for (const name of names) {
+      const file = join(env.VAULT_CAPATH, name)
+      try {
+        if (!statSync(file).isFile()) continue
+        certificates.push(...pemCertificates(readFileSync(file, 'utf8'), `VAULT_CAPATH "${file}"`, problems))
+      } catch {
+        // An unreadable entry (a dangling link) is skipped, as in a system CA directory.
+      }
+    }
+    if (certificates.length === 0) problems.push(`VAULT_CAPATH: "${env.VAULT_CAPATH}" holds no PEM certificate`)
+    return certificates
+  }
+  return undefined
 }
 
 /** Reads NAME or the file named by NAME_FILE. An unreadable file is reported here (and counts as given). */
@@ -323,11 +392,15 @@ function vaultConfig (env: Env, addr: string, environment: Record<string, string
     if (secretId === undefined) problems.push('VAULT_SECRET_ID: required when VAULT_AUTH=approle (or VAULT_SECRET_ID_FILE)')
   }
   if (env.VAULT_AUTH === 'kubernetes' && env.VAULT_K8S_ROLE === undefined) problems.push('VAULT_K8S_ROLE: required when VAULT_AUTH=kubernetes; expected the Vault role bound to this service account')
+  const ca = readVaultCa(env, problems)
   return {
     addr: addr.replace(/\/+$/, ''),
     namespace: env.VAULT_NAMESPACE,
     auth: env.VAULT_AUTH,
     token: token ?? undefined,
+    // As given (relative to the working directory), like the start-up read of VAULT_TOKEN_FILE above.
+    tokenFile: env.VAULT_AUTH === 'token' ? env.VAULT_TOKEN_FILE : undefined,
+    ca,
     roleId: roleId ?? undefined,
     secretId: secretId ?? undefined,
     approleMount: env.VAULT_APPROLE_MOUNT,
@@ -408,6 +481,14 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
 
 /** The variables that each choose a Redis topology; exactly one may be set. */
 const redisTopologyVariables = ['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const
+
+/**
+ * The same configuration with other credentials (frozen again). The embedded default uses it to point
+ * the example credentials at the stand-ins it started, before the broker is built.
+ */
+export function withCredentials (config: Config, credentials: readonly CredentialConfig[]): Config {
+  return deepFreeze({ ...config, credentials: [...credentials] })
+}
 
 /**
  * The Redis topology and its shared settings, or undefined (embedded store). Problems are added to

@@ -2,9 +2,13 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { loadConfig, type Config } from './config.js'
 import { ConfigError } from './errors.js'
+import { servesWithStandIns, startStandInsForExampleCredentials, type EmbeddedStandIns } from './embedded/stand-ins/embedded.js'
+import { createLogger } from './observability/logger.js'
+import { assertPortFree, exitOnPortInUse, isAddressInUse, PortInUseError } from './ports.js'
 
 /** How long in-flight requests may take to drain on SIGTERM before the process exits anyway. */
 const shutdownDelayMs = 10_000
+const portHint = 'set PORT (and HOST) to a free one'
 
 /** One line per problem, no stack trace: this is read by a person fixing a deployment. Exits 78 (EX_CONFIG). */
 function exitOnConfigError (err: unknown): never {
@@ -20,20 +24,33 @@ try {
 } catch (err) {
   exitOnConfigError(err)
 }
+// A taken port is found before anything starts or logs.
+await assertPortFree('the broker', config.host, config.port).catch((err: unknown) => exitOnPortInUse(err, portHint))
+
+const logger = createLogger(config.logLevel)
+// The example credentials point at provider stand-ins: start them first, in this process, so the first
+// proactive mint succeeds and the README's requests answer with nothing configured. Never in production.
+let standIns: EmbeddedStandIns | undefined
+if (servesWithStandIns(config)) ({ config, standIns } = await startStandInsForExampleCredentials(config, logger))
+
 // Some configuration can only be checked while building (a key field in Vault, a JWKS file).
-const app = await buildApp(config).catch(exitOnConfigError)
+const app = await buildApp(config, { logger }).catch(exitOnConfigError)
 
 closeWithGrace({ delay: shutdownDelayMs }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'shutting down after an unexpected error')
   else app.log.info({ signal }, 'shutting down')
   await app.close()
+  await standIns?.close()
   app.logger.flush()
 })
 
 try {
   await app.listen({ port: config.port, host: config.host })
 } catch (err) {
-  app.log.fatal({ err }, 'could not listen')
   await app.close()
+  await standIns?.close()
+  // Taken between the check above and now: the same one line.
+  if (isAddressInUse(err)) exitOnPortInUse(new PortInUseError('the broker', config.host, config.port), portHint)
+  app.log.fatal({ err }, 'could not listen')
   process.exit(1)
 }

@@ -1,13 +1,14 @@
 #!/bin/sh
 # Seeds the dev-mode Vault of docker-compose.yml, once per `docker compose up`:
 #   - an AppRole `credential-broker` whose policy reads the provider secrets and the token encryption key;
-#   - example sandbox secrets for the four providers (placeholders unless overridden, see below);
+#   - example secrets for the four providers (those the compose stand-ins accept, unless overridden, see below);
 #   - a token encryption key at secret/broker/token-key, field `keys`;
 #   - the AppRole role_id and secret_id as files in $APPROLE_DIR, readable only by the broker's user.
 #
 # Real sandbox keys: set KIVRA_CLIENT_ID, KIVRA_CLIENT_SECRET, KIGO_API_KEY, KIGO_PARTNER_ID,
 # KLAVI_ACCESS_KEY, KLAVI_SECRET_KEY, SIR_GIVING_SECRET_KEY, SIR_GIVING_HMAC_SECRET,
-# SIR_GIVING_PUBLIC_KEY, SIR_GIVING_WEBHOOK_SECRET in the environment (or .env) before `docker compose up`.
+# SIR_GIVING_PUBLIC_KEY, SIR_GIVING_WEBHOOK_SECRET in the environment (or .env) before `docker compose up`,
+# and delete the base_url lines of deploy/compose/credentials.yaml (the stand-ins accept only the defaults).
 set -eu
 
 : "${VAULT_ADDR:?VAULT_ADDR is required}"
@@ -46,22 +47,9 @@ if ! vault auth list -format=json | grep -q '"approle/"'; then
   log "enabled auth/approle"
 fi
 
-# Read-only on provider secrets (data for reads, metadata for the rotation check) and on the token key.
-# Token lookup-self and renew-self come from Vault's `default` policy, which AppRole tokens also carry.
-vault policy write "$ROLE" - >/dev/null <<'POLICY'
-path "secret/data/providers/*" {
-  capabilities = ["read"]
-}
-path "secret/metadata/providers/*" {
-  capabilities = ["read"]
-}
-path "secret/data/broker/token-key" {
-  capabilities = ["read"]
-}
-path "secret/metadata/broker/token-key" {
-  capabilities = ["read"]
-}
-POLICY
+# The broker's policy, deploy/vault/policy.hcl (mounted by docker-compose.yml): read-only on the provider
+# secrets (data for reads, metadata for the rotation check) and on the token key; token lookup-self and renew-self.
+vault policy write "$ROLE" "${POLICY_FILE:-/seed/policy.hcl}" >/dev/null
 log "wrote policy $ROLE"
 
 # Short token TTLs so a local run exercises renewal and re-login; the secret_id never expires and may be
@@ -74,7 +62,8 @@ vault write "auth/approle/role/$ROLE" \
   secret_id_num_uses=0 >/dev/null
 log "wrote auth/approle/role/$ROLE"
 
-# --- Example sandbox secrets (field names as in providers.md) ---------------------------------------
+# --- Example secrets (field names as in providers.md) -----------------------------------------------
+# The defaults are src/embedded/secrets.example.json, which the compose stand-ins accept.
 seed_secret providers/kivra \
   client_id="${KIVRA_CLIENT_ID:-example-kivra-client}" \
   client_secret="${KIVRA_CLIENT_SECRET:-example-kivra-secret}"
@@ -89,7 +78,7 @@ seed_secret providers/klavi \
 
 seed_secret providers/sir-giving \
   secretKey="${SIR_GIVING_SECRET_KEY:-sk_test_example0000000000000000}" \
-  hmacSecret="${SIR_GIVING_HMAC_SECRET:-5f2b8c1e9d4a7f3b6e0c2d8a1f5b9e4c7a3d6f0b2e8c5a1d9f4b7e3c6a0d2f8b}" \
+  hmacSecret="${SIR_GIVING_HMAC_SECRET:-0000000000000000000000000000000000000000000000000000000000000000}" \
   publicKey="${SIR_GIVING_PUBLIC_KEY:-pk_test_example0000000000000000}" \
   webhookSecret="${SIR_GIVING_WEBHOOK_SECRET:-whsec_example000000000000000000}"
 

@@ -66,7 +66,7 @@ export function createBroker (deps: BrokerDeps): Broker {
     log,
     failureThreshold: options.breakerFailureThreshold,
     cooldownMs: options.breakerCooldownMs,
-    onStateChange: (credential, _endpoint, state) => { observer.breakerState?.(credential.provider, state) }
+    onStateChange: (credential, endpoint, state) => { observer.breakerState?.(credential.provider, state, endpoint) }
   })
   const minter = createMinter({ readSecret, breakers, lifecycle, clock, log, observer })
   const scheduler = createScheduler({

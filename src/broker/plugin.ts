@@ -43,7 +43,8 @@ export const brokerPlugin = fp<BrokerPluginOptions>(async (app, options) => {
         metrics.refreshDuration.observe({ provider }, seconds)
       },
       leaseContention: credential => { metrics.leaseContention.inc({ credential }) },
-      breakerState: (provider, state) => { metrics.circuitBreakerState.set({ provider }, circuitBreakerStates[state]) },
+      // Breakers are per endpoint ("kivra:production", or "kivra:sandbox:<base_url>" for a host override).
+      breakerState: (provider, state, endpoint) => { metrics.circuitBreakerState.set({ provider, endpoint: endpoint.replace(/:$/, '') }, circuitBreakerStates[state]) },
       rotated: credential => { metrics.secretRotations.inc({ credential }) }
     }
   })
@@ -51,15 +52,30 @@ export const brokerPlugin = fp<BrokerPluginOptions>(async (app, options) => {
     metrics.initCredential({ id: credential.id, provider: credential.provider, mintsTokens: descriptorOf(credential.provider).mechanism === 'token' })
   }
   const clockNow = options.clock?.now ?? Date.now
-  metrics.setGrantExpirySource(() => broker.statuses().flatMap(status =>
-    status.expiresAt === undefined ? [] : [{ credentialId: status.id, expiresInSeconds: (status.expiresAt - clockNow()) / 1000 }]))
-  // Readiness, Redis and Vault gauges are read at scrape time, so they are current even when nothing polls /readyz.
+  // Expiry, lifetime and the planned refresh moment of each held grant, for lifetime-relative alerts.
+  metrics.setGrantExpirySource(() => {
+    const now = clockNow()
+    return broker.statuses().flatMap(status => {
+      if (status.expiresAt === undefined) return []
+      const grant = status.obtainedAt === undefined ? undefined : { obtainedAt: status.obtainedAt, expiresAt: status.expiresAt }
+      return [{
+        credentialId: status.id,
+        expiresInSeconds: (status.expiresAt - now) / 1000,
+        lifetimeSeconds: grant === undefined ? undefined : (grant.expiresAt - grant.obtainedAt) / 1000,
+        refreshDueInSeconds: status.refreshDueAt === undefined ? undefined : (status.refreshDueAt - now) / 1000
+      }]
+    })
+  })
+  // Readiness, store and secret-source gauges are read at scrape time, so they are current even when nothing polls /readyz.
   metrics.setHealthSource(async () => {
     const health = await broker.health()
     return {
       readiness: health.state,
-      redisUp: health.store.kind === 'redis' ? health.store.state === 'up' : undefined,
-      vaultAuthenticated: health.secrets.kind === 'vault' ? health.secrets.authenticated : undefined
+      store: { kind: health.store.kind, up: health.store.state === 'up' },
+      secrets: {
+        kind: health.secrets.kind,
+        authenticated: health.secrets.kind === 'vault' ? health.secrets.authenticated === true : health.secrets.state === 'ok'
+      }
     }
   })
   app.decorate('broker', broker)

@@ -23,6 +23,7 @@ export function credentialStatus (entry: CredentialEntry, scheduler: Pick<Schedu
     expiresAt: grant?.expiresAt,
     obtainedAt: grant?.obtainedAt,
     nextRefreshAt: scheduler.nextRefreshAt(state),
+    refreshDueAt: grant === undefined ? undefined : state.plannedAt,
     secretVersion: state.secretVersion,
     consecutiveFailures: state.consecutiveFailures,
     lastError: state.lastError()

@@ -31,6 +31,8 @@ export interface CredentialStatus {
   expiresAt?: number | undefined
   obtainedAt?: number | undefined
   nextRefreshAt?: number | undefined
+  /** When the held grant's proactive refresh is due by its schedule (a retry after a failure may be set for another moment). */
+  refreshDueAt?: number | undefined
   secretVersion?: number | undefined
   consecutiveFailures: number
   lastError?: { kind: string, providerCode?: string | undefined, at: number } | undefined
@@ -85,7 +87,8 @@ export interface BrokerObserver {
   tokenServed?: (credentialId: string, source: TokenSource | 'error', seconds: number) => void
   refreshed?: (provider: ProviderKind, credentialId: string, result: RefreshResult, reason: RefreshReason, seconds: number) => void
   leaseContention?: (credentialId: string) => void
-  breakerState?: (provider: ProviderKind, state: CircuitState) => void
+  /** A provider endpoint's breaker changed state; `endpoint` names it (provider, environment, host override). */
+  breakerState?: (provider: ProviderKind, state: CircuitState, endpoint: string) => void
   rotated?: (credentialId: string) => void
 }
 

@@ -62,6 +62,16 @@ export interface GaugeHandle<V extends number> {
 
 export interface CredentialLabel { credential: string }
 export interface ProviderLabel { provider: ProviderKind }
+/**
+ * One circuit breaker: breakers are per provider endpoint, `<provider>:<environment>` plus `:<base_url or
+ * token_url>` when the credential overrides the documented host (e.g. `kivra:production`).
+ */
+export interface EndpointLabels extends ProviderLabel { endpoint: string }
+/**
+ * What backs a dependency gauge: `kind` redis | memory (store), vault | file (secrets); `embedded` "true"
+ * for the in-process defaults (memory store, file secrets), which have nothing to page anyone about.
+ */
+export interface DependencyLabels { kind: string, embedded: 'true' | 'false' }
 export interface TokenRequestLabels extends CredentialLabel { result: TokenRequestResult }
 export interface RefreshLabels extends ProviderLabel, CredentialLabel { result: RefreshResult, reason: RefreshReason }
 
@@ -70,6 +80,13 @@ export interface GrantExpiryReading {
   credentialId: string
   /** Seconds until the grant expires (negative once expired). */
   expiresInSeconds: number
+  /** The grant's whole lifetime (expiry minus when it was obtained), in seconds. */
+  lifetimeSeconds?: number | undefined
+  /**
+   * Seconds until the grant's planned proactive refresh (negative once that moment has passed and the grant
+   * was not replaced). The planned moment is the latest one: pacing only ever moves a refresh earlier.
+   */
+  refreshDueInSeconds?: number | undefined
 }
 
 /**
@@ -81,10 +98,13 @@ export type GrantExpirySource = () => Iterable<GrantExpiryReading>
 /** The broker's health as the three health gauges show it. */
 export interface HealthReading {
   readiness: keyof typeof readinessStates
-  /** Whether Redis answers; undefined leaves credential_broker_redis_up as it is (e.g. embedded store). */
-  redisUp?: boolean | undefined
-  /** Whether a valid Vault token is held; undefined leaves credential_broker_vault_authenticated as it is. */
-  vaultAuthenticated?: boolean | undefined
+  /** The grant store: whether it answers (the memory store always does); undefined leaves credential_broker_redis_up as it is. */
+  store?: { kind: 'redis' | 'memory', up: boolean } | undefined
+  /**
+   * The secret source: whether it can be used (Vault: a valid token is held; the file source has nothing to
+   * authenticate); undefined leaves credential_broker_vault_authenticated as it is.
+   */
+  secrets?: { kind: 'vault' | 'file', authenticated: boolean } | undefined
 }
 
 /**
@@ -105,23 +125,28 @@ export interface Metrics {
   readonly refreshDuration: HistogramHandle<ProviderLabel>
   /** credential_broker_grant_expiry_seconds{credential}; set directly or through setGrantExpirySource. */
   readonly grantExpiry: LabelledGaugeHandle<CredentialLabel>
+  /** credential_broker_grant_lifetime_seconds{credential}: the held grant's whole lifetime (setGrantExpirySource). */
+  readonly grantLifetime: LabelledGaugeHandle<CredentialLabel>
+  /** credential_broker_grant_refresh_due_seconds{credential}: until the held grant's planned refresh (setGrantExpirySource). */
+  readonly grantRefreshDue: LabelledGaugeHandle<CredentialLabel>
   /** credential_broker_lease_contention_total{credential} */
   readonly leaseContention: CounterHandle<CredentialLabel>
   /** credential_broker_stale_grants_served_total{credential} */
   readonly staleGrantsServed: CounterHandle<CredentialLabel>
-  /** credential_broker_circuit_breaker_state{provider}: 0 closed, 1 half-open, 2 open (see circuitBreakerStates). */
-  readonly circuitBreakerState: LabelledGaugeHandle<ProviderLabel, CircuitBreakerStateValue>
-  /** credential_broker_vault_authenticated: 1 when the broker holds a valid Vault token. */
-  readonly vaultAuthenticated: GaugeHandle<0 | 1>
-  /** credential_broker_redis_up: 1 when the grant store answers. */
-  readonly redisUp: GaugeHandle<0 | 1>
+  /** credential_broker_circuit_breaker_state{provider, endpoint}: 0 closed, 1 half-open, 2 open (see circuitBreakerStates). */
+  readonly circuitBreakerState: LabelledGaugeHandle<EndpointLabels, CircuitBreakerStateValue>
+  /** credential_broker_vault_authenticated{kind, embedded}: 1 when the secret source can be used (Vault: a valid token is held). */
+  readonly vaultAuthenticated: LabelledGaugeHandle<DependencyLabels, 0 | 1>
+  /** credential_broker_redis_up{kind, embedded}: 1 when the grant store answers. */
+  readonly redisUp: LabelledGaugeHandle<DependencyLabels, 0 | 1>
   /** credential_broker_readiness_state: 2 ready, 1 degraded, 0 not ready (see readinessStates). */
   readonly readinessState: GaugeHandle<ReadinessStateValue>
   /** credential_broker_secret_rotations_total{credential} */
   readonly secretRotations: CounterHandle<CredentialLabel>
   /**
-   * Makes credential_broker_grant_expiry_seconds computed at scrape time from `source` (replacing any
-   * values set directly), so the gauge is never older than the scrape. Pass undefined to stop.
+   * Makes credential_broker_grant_expiry_seconds, _grant_lifetime_seconds and _grant_refresh_due_seconds
+   * computed at scrape time from `source` (replacing any values set directly), so they are never older
+   * than the scrape. Pass undefined to stop.
    */
   setGrantExpirySource: (source: GrantExpirySource | undefined) => void
   /**
@@ -189,18 +214,26 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
   })
 
   let grantExpirySource: GrantExpirySource | undefined
-  const grantExpiry = new Gauge({
-    name: `${metricPrefix}grant_expiry_seconds`,
-    help: 'Seconds until the grant this replica holds for a credential expires.',
+  /** A gauge per credential computed from the grant source at scrape time. */
+  const grantGauge = (name: string, help: string, value: (reading: GrantExpiryReading) => number | undefined): Gauge<'credential'> => new Gauge({
+    name: `${metricPrefix}${name}`,
+    help,
     labelNames: ['credential'] as const,
     registers,
     collect () {
       if (grantExpirySource === undefined) return
       // Reset first so a credential that no longer holds a grant disappears instead of freezing at its last value.
       this.reset()
-      for (const reading of grantExpirySource()) this.set({ credential: reading.credentialId }, reading.expiresInSeconds)
+      for (const reading of grantExpirySource()) {
+        const seconds = value(reading)
+        if (seconds !== undefined) this.set({ credential: reading.credentialId }, seconds)
+      }
     }
   })
+  const grantExpiry = grantGauge('grant_expiry_seconds', 'Seconds until the grant this replica holds for a credential expires.', reading => reading.expiresInSeconds)
+  // Next to the expiry, so an alert can be relative to the lifetime: a 5-minute token always has less than 5 minutes left.
+  const grantLifetime = grantGauge('grant_lifetime_seconds', 'Whole lifetime of the grant this replica holds for a credential (expiry minus when it was obtained).', reading => reading.lifetimeSeconds)
+  const grantRefreshDue = grantGauge('grant_refresh_due_seconds', 'Seconds until the planned proactive refresh of the grant this replica holds (negative once it is overdue).', reading => reading.refreshDueInSeconds)
   const leaseContention = new Counter({
     name: `${metricPrefix}lease_contention_total`,
     help: 'Refresh leases not taken because another replica or request held them.',
@@ -213,13 +246,56 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
     labelNames: ['credential'] as const,
     registers
   })
+  // Scrapes collect all metrics concurrently: the three health gauges share one in-flight reading.
+  let healthSource: HealthSource | undefined
+  let healthInFlight: Promise<HealthReading | undefined> | undefined
+  const readHealth = async (): Promise<HealthReading | undefined> => {
+    if (healthSource === undefined) return undefined
+    healthInFlight ??= healthSource().catch(() => undefined).finally(() => { healthInFlight = undefined })
+    return await healthInFlight
+  }
+  const binary = (value: boolean): 0 | 1 => (value ? 1 : 0)
+
   const circuitBreakerState = new Gauge({
     name: `${metricPrefix}circuit_breaker_state`,
-    help: 'Per-provider circuit breaker: 0 closed, 1 half-open, 2 open.',
-    labelNames: ['provider'] as const,
+    help: 'Circuit breaker of one provider endpoint (provider:environment[:host override]): 0 closed, 1 half-open, 2 open.',
+    labelNames: ['provider', 'endpoint'] as const,
     registers
   })
-  const health = createHealthGauges(registers)
+  const dependencyLabels = (kind: string, embedded: boolean): DependencyLabels => ({ kind, embedded: embedded ? 'true' : 'false' })
+  const vaultAuthenticated = new Gauge({
+    name: `${metricPrefix}vault_authenticated`,
+    help: '1 when the secret source can be used: Vault (kind="vault") with a valid token; the embedded file source (kind="file", embedded="true") has nothing to authenticate.',
+    labelNames: ['kind', 'embedded'] as const,
+    registers,
+    async collect () {
+      const secrets = (await readHealth())?.secrets
+      if (secrets === undefined) return
+      this.reset()
+      this.set(dependencyLabels(secrets.kind, secrets.kind === 'file'), binary(secrets.authenticated))
+    }
+  })
+  const redisUp = new Gauge({
+    name: `${metricPrefix}redis_up`,
+    help: '1 when the grant store answers: Redis (kind="redis"), or the embedded in-memory store (kind="memory", embedded="true"), which always does.',
+    labelNames: ['kind', 'embedded'] as const,
+    registers,
+    async collect () {
+      const store = (await readHealth())?.store
+      if (store === undefined) return
+      this.reset()
+      this.set(dependencyLabels(store.kind, store.kind === 'memory'), binary(store.up))
+    }
+  })
+  const readinessState = new Gauge({
+    name: `${metricPrefix}readiness_state`,
+    help: 'Readiness as /readyz reports it: 2 ready, 1 degraded, 0 not ready.',
+    registers,
+    async collect () {
+      const reading = await readHealth()
+      if (reading !== undefined) this.set(readinessStates[reading.readiness])
+    }
+  })
   const secretRotations = new Counter({
     name: `${metricPrefix}secret_rotations_total`,
     help: 'New versions of a credential\'s client secret seen in Vault (each triggers a re-mint).',
@@ -234,17 +310,21 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
     refreshes,
     refreshDuration,
     grantExpiry,
+    grantLifetime,
+    grantRefreshDue,
     leaseContention,
     staleGrantsServed,
     circuitBreakerState,
-    vaultAuthenticated: health.vaultAuthenticated,
-    redisUp: health.redisUp,
-    readinessState: health.readinessState,
+    vaultAuthenticated,
+    redisUp,
+    readinessState,
     secretRotations,
     setGrantExpirySource (source) {
       grantExpirySource = source
     },
-    setHealthSource: health.setSource,
+    setHealthSource (source) {
+      healthSource = source
+    },
     initCredential ({ id, provider, mintsTokens = true }) {
       const credential = { credential: id }
       leaseContention.inc(credential, 0)
@@ -257,46 +337,4 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
       }
     }
   }
-}
-
-/** readiness_state, redis_up and vault_authenticated, read from one health source at scrape time. */
-function createHealthGauges (registers: Registry[]): { vaultAuthenticated: Gauge, redisUp: Gauge, readinessState: Gauge, setSource: (source: HealthSource | undefined) => void } {
-  // Scrapes collect all metrics concurrently: the three health gauges share one in-flight reading.
-  let healthSource: HealthSource | undefined
-  let healthInFlight: Promise<HealthReading | undefined> | undefined
-  const readHealth = async (): Promise<HealthReading | undefined> => {
-    if (healthSource === undefined) return undefined
-    healthInFlight ??= healthSource().catch(() => undefined).finally(() => { healthInFlight = undefined })
-    return await healthInFlight
-  }
-  const binary = (value: boolean): 0 | 1 => (value ? 1 : 0)
-
-  const vaultAuthenticated = new Gauge({
-    name: `${metricPrefix}vault_authenticated`,
-    help: '1 when the broker holds a valid Vault token, else 0 (also 0 in embedded mode, which has no Vault).',
-    registers,
-    async collect () {
-      const reading = await readHealth()
-      if (reading?.vaultAuthenticated !== undefined) this.set(binary(reading.vaultAuthenticated))
-    }
-  })
-  const redisUp = new Gauge({
-    name: `${metricPrefix}redis_up`,
-    help: '1 when Redis answers, else 0 (also 0 in embedded mode, which has no Redis).',
-    registers,
-    async collect () {
-      const reading = await readHealth()
-      if (reading?.redisUp !== undefined) this.set(binary(reading.redisUp))
-    }
-  })
-  const readinessState = new Gauge({
-    name: `${metricPrefix}readiness_state`,
-    help: 'Readiness as /readyz reports it: 2 ready, 1 degraded, 0 not ready.',
-    registers,
-    async collect () {
-      const reading = await readHealth()
-      if (reading !== undefined) this.set(readinessStates[reading.readiness])
-    }
-  })
-  return { vaultAuthenticated, redisUp, readinessState, setSource: source => { healthSource = source } }
 }

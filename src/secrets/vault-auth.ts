@@ -37,7 +37,10 @@ export interface VaultAuthDeps {
   timers?: Timers
   /** [0, 1); spreads renewals of many replicas apart. */
   random?: () => number
-  /** Reads the Kubernetes service account token; projected tokens rotate, so it is read on every login. */
+  /**
+   * Reads a token file: the Kubernetes service account token (projected tokens rotate, so it is read on
+   * every login) and VAULT_TOKEN_FILE (a Vault Agent sink, read again whenever its token stops working).
+   */
   readTokenFile?: (path: string) => Promise<string>
   /** First delay after a failed renewal or login; doubles up to retryMaxMs. */
   retryBaseMs?: number
@@ -54,7 +57,8 @@ const jitterFraction = 0.1
  * at about 2/3 of its TTL; logs in again when renewal fails, the token is not renewable, or Vault caps
  * the renewal below what we asked for (the max TTL is near). A static VAULT_TOKEN cannot be re-acquired:
  * when it expires or is revoked, `status()` says so and reads fail with `denied` until a restart with a
- * new token.
+ * new token. A token from VAULT_TOKEN_FILE can: "logging in" re-reads the file (a Vault Agent sink that
+ * rewrites it), whenever Vault refuses the token, renewal fails or the token nears its end.
  */
 export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
   const { client, config, log } = deps
@@ -64,6 +68,9 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
   const readTokenFile = deps.readTokenFile ?? (async (path: string) => await readFile(path, 'utf8'))
   const retryBaseMs = deps.retryBaseMs ?? 1000
   const retryMaxMs = deps.retryMaxMs ?? 30_000
+  const tokenFile = config.auth === 'token' ? config.tokenFile : undefined
+  /** Whether a new token can be had without a restart: every method but a static VAULT_TOKEN. */
+  const reacquirable = config.auth !== 'token' || tokenFile !== undefined
 
   let authenticated = false
   let expiresAt: number | undefined
@@ -117,7 +124,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
     if (leaseSeconds <= 0) return // no TTL (e.g. a root token): nothing to renew
     const delay = jittered(leaseSeconds * 1000 * renewFraction)
     if (renewable) schedule(delay, renew)
-    else if (config.auth === 'token') schedule(leaseSeconds * 1000, async () => { expire() })
+    else if (!reacquirable) schedule(leaseSeconds * 1000, async () => { expire() })
     else schedule(delay, relogin)
   }
 
@@ -125,7 +132,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
     if (!tokenExpired()) return
     authenticated = false
     client.setToken(undefined)
-    if (config.auth === 'token') {
+    if (!reacquirable) {
       problem = 'VAULT_TOKEN expired (it is not renewable or could not be renewed); restart with a new token'
       terminal = new SecretError('denied', problem)
       log.error({ method: config.auth }, 'vault token expired')
@@ -134,10 +141,25 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
     }
   }
 
+  /** VAULT_TOKEN, or what VAULT_TOKEN_FILE holds now. */
+  async function staticToken (): Promise<string> {
+    if (tokenFile === undefined) {
+      if (config.token === undefined) throw new SecretError('invalid', 'VAULT_AUTH=token needs VAULT_TOKEN')
+      return config.token
+    }
+    let token: string
+    try {
+      token = (await readTokenFile(tokenFile)).trim()
+    } catch (err) {
+      throw new SecretError('unavailable', `cannot read VAULT_TOKEN_FILE ${tokenFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+    }
+    if (token === '') throw new SecretError('unavailable', `VAULT_TOKEN_FILE ${tokenFile} is empty (is its Vault Agent running?)`)
+    return token
+  }
+
   async function loginOnce (): Promise<void> {
     if (config.auth === 'token') {
-      if (config.token === undefined) throw new SecretError('invalid', 'VAULT_AUTH=token needs VAULT_TOKEN')
-      client.setToken(config.token)
+      client.setToken(await staticToken())
       let info
       try {
         info = await client.lookupSelf()
@@ -145,6 +167,11 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
         if (err instanceof SecretError && err.kind === 'denied') {
           client.setToken(undefined)
           authenticated = false
+          if (tokenFile !== undefined) {
+            // The agent may not have rewritten the file yet: keep re-reading it (login() retries with backoff).
+            problem = `Vault refused the token in VAULT_TOKEN_FILE ${tokenFile}; re-reading the file until its Vault Agent writes a valid one`
+            throw new SecretError('denied', problem)
+          }
           problem = 'Vault refused VAULT_TOKEN (invalid, expired or revoked)'
           terminal = new SecretError('denied', problem)
           throw terminal
@@ -157,7 +184,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
       retryAttempt = 0
       requestedTtlSeconds = info.creationTtlSeconds > 0 ? info.creationTtlSeconds : info.ttlSeconds
       expiresAt = info.ttlSeconds > 0 ? now() + info.ttlSeconds * 1000 : undefined
-      log.info({ method: 'token', ttlSeconds: info.ttlSeconds, renewable: info.renewable }, 'vault token accepted')
+      log.info({ method: 'token', tokenFile, ttlSeconds: info.ttlSeconds, renewable: info.renewable }, 'vault token accepted')
       planNext(info.ttlSeconds, info.renewable)
       return
     }
@@ -191,7 +218,9 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
       } catch (err) {
         const error = err instanceof SecretError ? err : new SecretError('unavailable', 'Vault login failed')
         if (terminal === undefined) {
-          problem = authenticated && !tokenExpired()
+          problem = tokenFile !== undefined && error.kind === 'denied' && problem !== undefined
+            ? problem
+            : authenticated && !tokenExpired()
             ? `Vault token could not be renewed and logging in again is failing (${error.kind})`
             : `Vault login failing (${error.kind})`
           const delay = retryDelay()
@@ -227,7 +256,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
       // Vault caps a renewal at the token's max TTL: a shorter lease than asked means the end is near.
       const capped = asked > 0 && grant.leaseDurationSeconds < asked
       log.debug({ method: config.auth, leaseSeconds: grant.leaseDurationSeconds, capped }, 'vault token renewed')
-      if (config.auth === 'token') {
+      if (!reacquirable) {
         if (capped || !grant.renewable) schedule((expiresAt ?? now()) - now(), async () => { expire() })
         else planNext(grant.leaseDurationSeconds, true)
         return
@@ -240,7 +269,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
       planNext(grant.leaseDurationSeconds, true)
     } catch (err) {
       const error = err instanceof SecretError ? err : new SecretError('unavailable', 'Vault token renewal failed')
-      if (config.auth !== 'token') {
+      if (reacquirable) {
         log.warn({ method: config.auth, err: error }, 'vault token renewal failed; logging in again')
         await relogin()
         return
@@ -284,10 +313,10 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
           return false
         } catch (err) {
           if (!(err instanceof SecretError) || err.kind !== 'denied') throw err
-          log.warn({ method: config.auth }, 'vault token no longer accepted')
+          log.warn({ method: config.auth, tokenFile }, 'vault token no longer accepted')
           authenticated = false
           client.setToken(undefined)
-          if (config.auth === 'token') {
+          if (!reacquirable) {
             problem = 'Vault no longer accepts VAULT_TOKEN (expired or revoked); restart with a new token'
             terminal = new SecretError('denied', problem)
             return false

@@ -86,6 +86,11 @@ export interface VaultClientDeps {
   namespace?: string | undefined
   /** Bound on every call, connection included. */
   timeoutMs: number
+  /**
+   * PEM certificates of the CAs trusted for Vault's TLS (VAULT_CACERT / VAULT_CAPATH). When given they
+   * replace the system CAs for Vault connections, as they do for the Vault CLI.
+   */
+  ca?: readonly string[] | undefined
   log: SecretsLog
 }
 
@@ -200,7 +205,7 @@ export function createVaultClient (deps: VaultClientDeps): VaultClient {
   const { log, timeoutMs } = deps
   // Our own agents: close() can then destroy a socket stuck on a hanging server.
   const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 16 })
-  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 16 })
+  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 16, ...(deps.ca === undefined ? {} : { ca: [...deps.ca] }) })
   // vault.request() (used below) does not merge config.requestOptions, so every call passes them itself.
   const requestOptions = { timeout: timeoutMs, httpAgent, httpsAgent }
   const vault = createNodeVault({

@@ -5,6 +5,7 @@ import { createVaultAuth, type VaultAuthDeps } from './vault-auth.js'
 import { systemTimers, type Timers } from '../time.js'
 import { createVaultClient, VaultRequestError, type VaultClient } from './vault-client.js'
 import { SecretError } from '../errors.js'
+import { parseSecretPath } from './secret-path.js'
 
 export interface VaultSecretSourceDeps {
   config: VaultConfig
@@ -22,13 +23,11 @@ export interface VaultSecretSourceDeps {
   client?: VaultClient
 }
 
-/** Splits "<mount>/<path>" at the first slash: the KV v2 mount, then the path inside it. */
+/** The KV v2 mount and the path inside it (secret-path.ts), or a SecretError ('invalid'). */
 export function splitSecretPath (path: string): { mount: string, key: string } {
-  const slash = path.indexOf('/')
-  const mount = slash === -1 ? '' : path.slice(0, slash)
-  const key = slash === -1 ? '' : path.slice(slash + 1).replace(/^\/+|\/+$/g, '')
-  if (mount === '' || key === '') throw new SecretError('invalid', `secret path "${path}" is not "<mount>/<path>"`)
-  return { mount, key }
+  const parsed = parseSecretPath(path)
+  if (parsed === undefined) throw new SecretError('invalid', `secret path "${path}" is not "<mount>/<path>" or "<mount>:<path>"`)
+  return parsed
 }
 
 function describeFailure (err: SecretError): string {
@@ -52,7 +51,7 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
   const { config, log } = deps
   const timers = deps.timers ?? systemTimers
   const probeIntervalMs = deps.probeIntervalMs ?? 5000
-  const client = deps.client ?? createVaultClient({ addr: config.addr, namespace: config.namespace, timeoutMs: config.timeoutMs, log })
+  const client = deps.client ?? createVaultClient({ addr: config.addr, namespace: config.namespace, timeoutMs: config.timeoutMs, ca: config.ca, log })
   const auth = createVaultAuth({
     client,
     config,

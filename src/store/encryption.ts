@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { z } from 'zod'
 import type { Grant } from '../providers/types.js'
 import { parseStored } from './parse-stored.js'
+import { isSecretPath } from '../secrets/secret-path.js'
 import { StoreError } from '../errors.js'
 
 /** One key of TOKEN_ENCRYPTION_KEY: an id written into every envelope it seals, and 32 bytes of AES key. */
@@ -70,7 +71,7 @@ export type EncryptionKeySetting =
   | { readonly kind: 'keys', readonly keys: readonly EncryptionKey[] }
 
 /**
- * The one grammar of TOKEN_ENCRYPTION_KEY: "vault:<mount>/<path>#<field>", or a comma-separated list of
+ * The one grammar of TOKEN_ENCRYPTION_KEY: "vault:<secret path>#<field>" (secret-path.ts), or a comma-separated list of
  * "<base64 32 bytes>" or "<kid>:<base64 32 bytes>"; the first key seals, all open (rotation: add the new
  * key first, keep the old one until its grants expired). Throws a StoreError ('invalid') whose message
  * names the position of a bad entry, never its value. Config validation and the store both use it.
@@ -78,8 +79,8 @@ export type EncryptionKeySetting =
 export function parseEncryptionKeySetting (spec: string): EncryptionKeySetting {
   const trimmed = spec.trim()
   if (trimmed.startsWith('vault:')) {
-    const match = /^vault:([^/\s#]+\/[^\s#]+)#(\S+)$/.exec(trimmed)
-    if (match === null) throw new StoreError('invalid', 'TOKEN_ENCRYPTION_KEY: expected "vault:<mount>/<path>#<field>"')
+    const match = /^vault:([^#]+)#(\S+)$/.exec(trimmed)
+    if (match === null || !isSecretPath(match[1] as string)) throw new StoreError('invalid', 'TOKEN_ENCRYPTION_KEY: expected "vault:<mount>/<path>#<field>" (or "vault:<mount>:<path>#<field>" for a mount with a slash)')
     return { kind: 'vault', path: match[1] as string, field: match[2] as string }
   }
   const keys: EncryptionKey[] = []

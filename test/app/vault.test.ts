@@ -53,7 +53,7 @@ describe('the broker on Vault (AppRole, encryption key held in Vault)', () => {
     expect(answer.statusCode).toBe(200)
     expect(kivra.isTokenValid(answer.body.access_token as string)).toBe(true)
     expect((await testApp.app.inject('/readyz')).json()).toMatchObject({ status: 'ready', checks: { secrets: { kind: 'vault', state: 'ok', embedded: false } } })
-    expect((await testApp.app.inject('/metrics')).body).toMatch(/^credential_broker_vault_authenticated 1$/m)
+    expect((await testApp.app.inject('/metrics')).body).toMatch(/^credential_broker_vault_authenticated\{kind="vault",embedded="false"\} 1$/m)
   })
 
   it('sealed Vault: degraded, tokens still served from held secrets; unsealed: ready again by itself', async () => {

@@ -5,8 +5,9 @@ import { fileURLToPath } from 'node:url'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { parse as parseYaml, parseAllDocuments } from 'yaml'
-import { EnvSchema, loadConfig, parseCredentialsFile, type CredentialsFile } from '../../src/config.js'
+import { embeddedCredentialsFile, embeddedSecretsFile, EnvSchema, loadConfig, parseCredentialsFile, type CredentialsFile } from '../../src/config.js'
 import type { ProviderKind } from '../../src/providers/catalog.js'
+import { fixedStandInPorts, standInProviders, type StandInProvider } from '../../src/embedded/stand-ins/embedded.js'
 import { createMetrics, refreshReasons, refreshResults, tokenRequestResults } from '../../src/observability/metrics.js'
 
 /*
@@ -80,7 +81,9 @@ describe('Dockerfile', () => {
     const runs = build.instructions.filter(i => i.keyword === 'RUN').map(i => i.args)
     expect(runs.some(run => /\bnpm ci\b/.test(run))).toBe(true)
     expect(runs.some(run => /\bnpm run build\b/.test(run))).toBe(true)
-    expect(build.instructions.some(i => ['RUN', 'COPY'].includes(i.keyword) && /src\/embedded\S*\s+\S*dist\/embedded/.test(i.args))).toBe(true)
+    // `npm run build` copies the embedded examples beside the compiled config (the first-start test runs the result).
+    const buildScript = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.build ?? ''
+    expect(buildScript).toMatch(/cpSync\('src\/embedded', 'dist\/embedded'/)
     // The examples that config.ts reads relative to its compiled module must exist to be copied.
     expect(existsSync(join(root, 'src/embedded/credentials.example.yaml'))).toBe(true)
     expect(existsSync(join(root, 'src/embedded/secrets.example.json'))).toBe(true)
@@ -261,6 +264,46 @@ describe('docker-compose.yml', () => {
     expect(hostPorts).toEqual(['8081', '8082'])
   })
 
+  it('binds every published port to 127.0.0.1 (the example keys never reach the network)', () => {
+    const published = Object.entries(services).flatMap(([name, service]) => (service.ports ?? []).map(port => [name, port] as const))
+    expect(published.length).toBeGreaterThan(0)
+    for (const [name, port] of published) {
+      // Short syntax "127.0.0.1:HOST:CONTAINER", or the long one with host_ip.
+      if (typeof port === 'string') expect(port, name).toMatch(/^127\.0\.0\.1:\d+:\d+$/)
+      else expect(asObject(port).host_ip, name).toBe('127.0.0.1')
+    }
+  })
+
+  it('runs the provider stand-ins from the broker image, and the brokers wait for them', () => {
+    const standIns = services['stand-ins']!
+    expect(standIns.build).toBe('.')
+    const command = [standIns.command ?? []].flat().map(String)
+    expect(command.slice(0, 2)).toEqual(['node', 'dist/embedded/stand-ins/main.js'])
+    // dist/embedded/stand-ins/main.js is what tsc makes of this file.
+    expect(existsSync(join(root, 'src/embedded/stand-ins/main.ts'))).toBe(true)
+    // Reachable from the brokers' containers, not published on the host.
+    expect(command.slice(2)).toEqual(['--host', '0.0.0.0'])
+    expect(standIns.ports ?? []).toEqual([])
+    expect(standIns.healthcheck?.test).toBeDefined()
+    // The image's own HEALTHCHECK probes the broker's 8080; the stand-ins' probes one of theirs.
+    expect(JSON.stringify(standIns.healthcheck?.test)).toMatch(new RegExp(`127\\.0\\.0\\.1:${fixedStandInPorts.kivra}/`))
+    for (const name of brokers) expect(services[name]!.depends_on?.['stand-ins']?.condition).toBe('service_healthy')
+  })
+
+  it('points every credential at the stand-in of its provider, which accepts exactly the secret seeded for it', () => {
+    const file = parseCredentialsFile(credentialsText, 'deploy/compose/credentials.yaml')
+    // What the stand-ins accept: src/embedded/stand-ins/main.ts defaults to the example credentials and secrets.
+    const example = parseCredentialsFile(readFileSync(embeddedCredentialsFile, 'utf8'), embeddedCredentialsFile)
+    const exampleSecrets = JSON.parse(readFileSync(embeddedSecretsFile, 'utf8')) as Record<string, Record<string, string>>
+    for (const credential of file.credentials) {
+      expect(standInProviders).toContain(credential.provider)
+      const provider = credential.provider as StandInProvider
+      expect(credential.base_url, credential.id).toBe(`http://stand-ins:${fixedStandInPorts[provider]}`)
+      const accepted = exampleSecrets[example.credentials.find(candidate => candidate.provider === provider)!.secret]!
+      expect(Object.fromEntries(seeded.get(credential.secret)!.fields), credential.id).toEqual(accepted)
+    }
+  })
+
   it.each(brokers)('%s sets every variable an AppRole, Redis-backed production broker needs, all known to EnvSchema', name => {
     const env = serviceEnv(services[name]!)
     for (const key of Object.keys(env)) expect(envNames, `${key} is not in EnvSchema`).toContain(key)
@@ -335,7 +378,10 @@ describe('docker-compose.yml', () => {
   })
 
   it('seeds the token encryption key the brokers point at, and lets the AppRole read it and every provider secret', () => {
-    const policies = policyPaths(seedScript)
+    // The seed job writes deploy/vault/policy.hcl, mounted where the script reads it.
+    expect(seedScript).toMatch(/vault policy write "\$ROLE" "\$\{POLICY_FILE:-\/seed\/policy\.hcl\}"/)
+    expect(serviceMounts(services['vault-seed']!)).toContainEqual({ source: './deploy/vault/policy.hcl', target: '/seed/policy.hcl' })
+    const policies = policyPaths(read('deploy/vault/policy.hcl'))
     const file = parseCredentialsFile(credentialsText, 'deploy/compose/credentials.yaml')
     const paths = file.credentials.map(credential => credential.secret)
     for (const name of brokers) {
@@ -349,8 +395,8 @@ describe('docker-compose.yml', () => {
       expect(policyAllowsRead(policies, api.data), `policy cannot read ${api.data}`).toBe(true)
       expect(policyAllowsRead(policies, api.metadata), `policy cannot read ${api.metadata}`).toBe(true)
     }
-    // Read-only: nothing in the broker's policy may write.
-    for (const policy of policies) expect(policy.capabilities).toEqual(['read'])
+    // Read-only on secrets: the one other capability is update on the token's own renew-self.
+    for (const policy of policies) expect(policy.capabilities).toEqual([policy.glob === 'auth/token/renew-self' ? 'update' : 'read'])
     expect(seedScript).toMatch(/vault auth enable approle/)
   })
 })
@@ -361,7 +407,12 @@ interface K8sObject { apiVersion: string, kind: string, metadata: { name: string
 describe('deploy/kubernetes', () => {
   const dir = 'deploy/kubernetes'
   const files = readdirSync(join(root, dir)).filter(file => /\.ya?ml$/.test(file)).sort()
-  const kustomization = parseYaml(read(`${dir}/kustomization.yaml`)) as { resources: string[], namespace?: string }
+  const kustomization = parseYaml(read(`${dir}/kustomization.yaml`)) as {
+    resources: string[]
+    namespace?: string
+    configMapGenerator?: Array<{ name: string, files?: string[], options?: { disableNameSuffixHash?: boolean } }>
+    generatorOptions?: { disableNameSuffixHash?: boolean }
+  }
   const objects: K8sObject[] = files.filter(file => file !== 'kustomization.yaml').flatMap(file =>
     parseAllDocuments(read(`${dir}/${file}`)).map(doc => {
       expect(doc.errors, file).toEqual([])
@@ -456,17 +507,22 @@ describe('deploy/kubernetes', () => {
     expect(envValue('VAULT_K8S_TOKEN_PATH')).toBe(posix.join(String(mount!.mountPath), String(token.path)))
   })
 
-  it('reads a credentials file from the ConfigMap that parses with the broker\'s own parser', () => {
+  it('reads a credentials file from a generated, hashed ConfigMap (an edit rolls the pods) that parses with the broker\'s own parser', () => {
     const credentialsFile = envValue('CREDENTIALS_FILE')!
     const mount = mounts.find(m => String(m.mountPath) === posix.dirname(credentialsFile))
     expect(mount, `no volume mounted at ${posix.dirname(credentialsFile)}`).toBeDefined()
     const volume = volumes.find(v => v.name === mount!.name)!
     const configMapName = asObject(volume.configMap).name
-    const configMap = byKind('ConfigMap').find(object => object.metadata.name === configMapName)
-    expect(configMap, `ConfigMap ${String(configMapName)}`).toBeDefined()
-    const text = asObject(configMap!.data)[posix.basename(credentialsFile)]
-    expect(typeof text).toBe('string')
-    const file = parseCredentialsFile(String(text), credentialsFile)
+    // No static ConfigMap: kustomize generates it with a content hash in its name and rewrites the volume.
+    expect(byKind('ConfigMap')).toEqual([])
+    const generator = (kustomization.configMapGenerator ?? []).find(entry => entry.name === configMapName)
+    expect(generator, `configMapGenerator ${String(configMapName)}`).toBeDefined()
+    expect(generator!.options?.disableNameSuffixHash).not.toBe(true)
+    expect(kustomization.generatorOptions?.disableNameSuffixHash).not.toBe(true)
+    const source = (generator!.files ?? []).map(entry => entry.split('=')).find(([key]) => key === posix.basename(credentialsFile))?.[1]
+    expect(source, `${posix.basename(credentialsFile)}=<file> in the generator`).toBeDefined()
+    const text = read(`${dir}/${source!}`)
+    const file = parseCredentialsFile(text, credentialsFile)
     expect(file.credentials.length).toBeGreaterThan(0)
     expect(file.credentials.every(credential => credential.environment === 'production')).toBe(true)
   })
@@ -510,6 +566,36 @@ describe('deploy/kubernetes', () => {
     const egressPorts = asArray(policy.egress).flatMap(rule => asArray(asObject(rule).ports)).map(port => Number(asObject(port).port))
     expect(egressPorts).toEqual(expect.arrayContaining([53, 6379, 8200, 443]))
   })
+
+  it('allows DNS to kube-dns and to NodeLocal DNSCache (169.254.20.10), over UDP and TCP', () => {
+    const policy = asObject(one('NetworkPolicy').spec)
+    const dns = asArray(policy.egress).map(asObject).filter(rule => asArray(rule.ports).some(port => Number(asObject(port).port) === 53))
+    expect(dns).toHaveLength(1)
+    const rule = dns[0]!
+    expect(asArray(rule.ports).map(port => `${String(asObject(port).protocol)}/${Number(asObject(port).port)}`).sort()).toEqual(['TCP/53', 'UDP/53'])
+    const peers = asArray(rule.to).map(asObject)
+    expect(peers.some(peer => asObject(asObject(peer.podSelector).matchLabels)['k8s-app'] === 'kube-dns')).toBe(true)
+    expect(peers.some(peer => asObject(peer.ipBlock).cidr === '169.254.20.10/32')).toBe(true)
+    expect(read(`${dir}/networkpolicy.yaml`)).toMatch(/NodeLocal DNSCache/)
+  })
+
+  it('has a PodMonitor (deploy/kubernetes/monitoring) that scrapes /metrics of these pods as job "credential-broker"', () => {
+    const monitoring = parseYaml(read(`${dir}/monitoring/kustomization.yaml`)) as { resources: string[], namespace?: string }
+    expect([...monitoring.resources].sort()).toEqual(['podmonitor.yaml', 'prometheusrule.yaml'])
+    expect(monitoring.namespace).toBe(kustomization.namespace)
+    const podMonitor = parseYaml(read(`${dir}/monitoring/podmonitor.yaml`)) as K8sObject
+    expect(podMonitor.kind).toBe('PodMonitor')
+    const monitorSpec = asObject(podMonitor.spec)
+    expect(selects(monitorSpec.selector)).toBe(true)
+    const endpoints = asArray(monitorSpec.podMetricsEndpoints).map(asObject)
+    expect(endpoints).toHaveLength(1)
+    expect(resolvePort(endpoints[0]!.port)).toBe(8080)
+    expect(endpoints[0]!.path).toBe('/metrics')
+    // The job label comes from a pod label; BrokerAbsent selects up{job="credential-broker"}.
+    const job = podLabels[String(monitorSpec.jobLabel)]
+    expect(job).toBe('credential-broker')
+    expect(read('deploy/prometheus/alerts.yaml')).toContain(`up{job="${job}"}`)
+  })
 })
 
 // ---------------------------------------------------------------------------------------------------
@@ -519,6 +605,7 @@ describe('deploy/prometheus/alerts.yaml', () => {
   const rulesFile = parseYaml(read('deploy/prometheus/alerts.yaml')) as { groups: Array<{ name: string, rules: AlertRule[] }> }
   const rules = rulesFile.groups.flatMap(group => group.rules)
   const alertNames = rules.map(rule => rule.alert)
+  const runbookBase = rules[0]?.annotations?.runbook_url?.split('#')[0] ?? ''
 
   // What createMetrics() really registers, and each metric's label names as they appear in a scrape.
   const registry = new Registry()
@@ -527,7 +614,11 @@ describe('deploy/prometheus/alerts.yaml', () => {
   metrics.tokenRequestDuration.observe({ credential: 'kivra-sandbox' }, 0.0002)
   metrics.refreshDuration.observe({ provider: 'kivra' }, 0.2)
   metrics.grantExpiry.set({ credential: 'kivra-sandbox' }, 3600)
-  metrics.circuitBreakerState.set({ provider: 'kivra' }, 0)
+  metrics.grantLifetime.set({ credential: 'kivra-sandbox' }, 28_800)
+  metrics.grantRefreshDue.set({ credential: 'kivra-sandbox' }, 18_000)
+  metrics.circuitBreakerState.set({ provider: 'kivra', endpoint: 'kivra:sandbox' }, 0)
+  metrics.redisUp.set({ kind: 'redis', embedded: 'false' }, 1)
+  metrics.vaultAuthenticated.set({ kind: 'vault', embedded: 'false' }, 1)
   const series = new Map<string, Set<string>>()
   const allowedValues: Record<string, readonly string[]> = { result: [...tokenRequestResults, ...refreshResults], reason: refreshReasons }
 
@@ -544,14 +635,16 @@ describe('deploy/prometheus/alerts.yaml', () => {
   it('has the alerts the README runbook describes', () => {
     expect(alertNames).toEqual(expect.arrayContaining([
       'CredentialCloseToExpiry', 'RefreshesFailing', 'PermanentCredentialRejection', 'VaultUnauthenticated',
-      'RedisDown', 'BrokerDegraded', 'CircuitBreakerOpen'
+      'RedisDown', 'BrokerDegraded', 'CircuitBreakerOpen', 'BrokerAbsent'
     ]))
     expect(new Set(alertNames).size).toBe(alertNames.length)
   })
 
   it.each(rules.map(rule => [rule.alert, rule] as const))('%s queries only metrics and labels that createMetrics() registers', (_name, rule) => {
     const used = [...rule.expr.matchAll(/\b(credential_broker_[a-z0-9_]+)\b/g)].map(match => match[1]!)
-    expect(used.length).toBeGreaterThan(0)
+    // Prometheus' own `up` (per scrape target) is the one other series a rule may use: BrokerAbsent.
+    const usesUp = /\bup\{job="credential-broker"\}/.test(rule.expr)
+    expect(used.length + (usesUp ? 1 : 0)).toBeGreaterThan(0)
     for (const name of used) expect([...series.keys()], `${name} is not registered`).toContain(name)
 
     for (const selector of rule.expr.matchAll(/\b(credential_broker_[a-z0-9_]+)\{([^}]*)\}/g)) {
@@ -568,7 +661,7 @@ describe('deploy/prometheus/alerts.yaml', () => {
     const metricLabels = new Set(used.flatMap(name => [...series.get(name)!]))
     const grouped = [...rule.expr.matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap(match => match[1]!.split(',').map(label => label.trim()))
     for (const label of grouped) expect(metricLabels, `by (${label})`).toContain(label)
-    const available = grouped.length > 0 ? new Set(grouped) : new Set([...metricLabels, 'instance', 'job'])
+    const available = grouped.length > 0 || /\babsent\(/.test(rule.expr) ? new Set(grouped) : new Set([...metricLabels, 'instance', 'job'])
     for (const [key, text] of Object.entries(rule.annotations ?? {})) {
       for (const reference of text.matchAll(/\$labels\.(\w+)/g)) expect(available, `${key} uses $labels.${reference[1]!}`).toContain(reference[1])
     }
@@ -578,24 +671,83 @@ describe('deploy/prometheus/alerts.yaml', () => {
     expect(['critical', 'warning', 'info']).toContain(rule.labels?.severity)
     expect(rule.annotations?.summary).toBeTruthy()
     expect(rule.annotations?.description).toBeTruthy()
-    expect(rule.annotations?.runbook_url).toBe(`README.md#alert-${name.toLowerCase()}`)
+    expect(rule.annotations?.runbook_url).toBe(`${runbookBase}#alert-${name.toLowerCase()}`)
     if (rule.for !== undefined) expect(rule.for).toMatch(/^\d+[smhd]$/)
+  })
+
+  it('links every runbook_url to one absolute, documented base (the README says how to change it)', () => {
+    expect(runbookBase).toMatch(/^https:\/\/[^#\s]+$/)
+    expect(new Set(rules.map(rule => rule.annotations?.runbook_url?.split('#')[0]))).toEqual(new Set([runbookBase]))
+    expect(read('README.md')).toContain(runbookBase)
+    expect(read('README.md')).toMatch(/RUNBOOK_BASE_URL=\S+ npm run alerts/)
+  })
+
+  it('keeps the PrometheusRule of deploy/kubernetes/monitoring generated from these rules', () => {
+    const rule = parseYaml(read('deploy/kubernetes/monitoring/prometheusrule.yaml')) as K8sObject & { spec: { groups: unknown } }
+    expect(rule.apiVersion).toBe('monitoring.coreos.com/v1')
+    expect(rule.kind).toBe('PrometheusRule')
+    // Drift (an edit to alerts.yaml without `npm run alerts`) fails here.
+    expect(rule.spec.groups).toEqual(rulesFile.groups)
   })
 
   it('uses the thresholds the platform team agreed on', () => {
     const byName = new Map(rules.map(rule => [rule.alert, rule]))
     expect(byName.get('CredentialCloseToExpiry')).toMatchObject({ for: '2m' })
-    expect(byName.get('CredentialCloseToExpiry')!.expr).toMatch(/credential_broker_grant_expiry_seconds\)?\s*<\s*300\b/)
+    // Relative to the lifetime (under 10 % left), and only once the planned refresh has passed.
+    expect(byName.get('CredentialCloseToExpiry')!.expr).toMatch(/credential_broker_grant_expiry_seconds\s*\/\s*credential_broker_grant_lifetime_seconds\)\s*<\s*0\.1\b/)
+    expect(byName.get('CredentialCloseToExpiry')!.expr).toMatch(/credential_broker_grant_refresh_due_seconds\)\s*<\s*0\b/)
     expect(byName.get('RefreshesFailing')!.expr).toMatch(/\[15m\]/)
     expect(byName.get('RefreshesFailing')!.expr).toMatch(/result="success"/)
     expect(byName.get('PermanentCredentialRejection')!.expr).toMatch(/result="permanent_error"/)
     expect(byName.get('VaultUnauthenticated')).toMatchObject({ for: '5m' })
-    expect(byName.get('VaultUnauthenticated')!.expr).toMatch(/credential_broker_vault_authenticated\s*==\s*0/)
+    expect(byName.get('VaultUnauthenticated')!.expr).toMatch(/credential_broker_vault_authenticated\{embedded="false"\}\s*==\s*0/)
     expect(byName.get('RedisDown')).toMatchObject({ for: '2m' })
-    expect(byName.get('RedisDown')!.expr).toMatch(/credential_broker_redis_up\s*==\s*0/)
+    expect(byName.get('RedisDown')!.expr).toMatch(/credential_broker_redis_up\{embedded="false"\}\s*==\s*0/)
     expect(byName.get('BrokerDegraded')).toMatchObject({ for: '10m' })
     expect(byName.get('BrokerDegraded')!.expr).toMatch(/credential_broker_readiness_state\s*<\s*2/)
-    expect(byName.get('CircuitBreakerOpen')!.expr).toMatch(/credential_broker_circuit_breaker_state\)?\s*==\s*2/)
+    expect(byName.get('CircuitBreakerOpen')!.expr).toMatch(/max by \(provider, endpoint\) \(credential_broker_circuit_breaker_state\)\s*==\s*2/)
+    expect(byName.get('BrokerAbsent')).toMatchObject({ for: '5m', labels: { severity: 'critical' } })
+    expect(byName.get('BrokerAbsent')!.expr).toBe('absent(up{job="credential-broker"} == 1)')
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------
+describe('deploy/vault/policy.hcl', () => {
+  const policies = policyPaths(read('deploy/vault/policy.hcl'))
+  const deployment = parseAllDocuments(read('deploy/kubernetes/deployment.yaml')).map(doc => doc.toJS() as K8sObject).find(object => object.kind === 'Deployment')!
+  const env = asArray(asObject(asArray(asObject(asObject(asObject(deployment.spec).template).spec).containers)[0]).env).map(asObject)
+  const credentials = parseCredentialsFile(read('deploy/kubernetes/config/credentials.yaml'), 'deploy/kubernetes/config/credentials.yaml')
+  const keyRef = vaultKeyRef(String(env.find(entry => entry.name === 'TOKEN_ENCRYPTION_KEY')?.value ?? ''))
+
+  /** What the broker of deploy/kubernetes asks Vault for, and the capability each needs. */
+  const needed: Array<{ path: string, capability: string }> = [
+    ...[...new Set([...credentials.credentials.map(credential => credential.secret), keyRef!.secret])].flatMap(secret => {
+      const api = kvApiPaths(secret)
+      return [{ path: api.data, capability: 'read' }, { path: api.metadata, capability: 'read' }]
+    }),
+    { path: 'auth/token/lookup-self', capability: 'read' },
+    { path: 'auth/token/renew-self', capability: 'update' }
+  ]
+  const matches = (glob: string, path: string): boolean => glob.endsWith('*') ? path.startsWith(glob.slice(0, -1)) : path === glob
+
+  it('allows everything the Kubernetes deployment reads: KV v2 data and metadata of each secret and the key, token lookup-self and renew-self', () => {
+    expect(keyRef).toBeDefined()
+    for (const { path, capability } of needed) {
+      expect(policies.some(policy => matches(policy.glob, path) && policy.capabilities.includes(capability)), `${capability} ${path}`).toBe(true)
+    }
+  })
+
+  it('allows nothing more: each rule serves a path the broker uses, with only the capability it needs', () => {
+    for (const policy of policies) {
+      const served = needed.filter(need => matches(policy.glob, need.path))
+      expect(served.length, policy.glob).toBeGreaterThan(0)
+      expect(policy.capabilities, policy.glob).toEqual([...new Set(served.map(need => need.capability))])
+    }
+  })
+
+  it('is referenced from the README and the ServiceAccount', () => {
+    expect(read('README.md')).toContain('deploy/vault/policy.hcl')
+    expect(read('deploy/kubernetes/serviceaccount.yaml')).toContain('deploy/vault/policy.hcl')
   })
 })
 

@@ -9,11 +9,13 @@ const contract: Record<string, { type: 'counter' | 'gauge' | 'histogram', labels
   credential_broker_refreshes_total: { type: 'counter', labels: ['credential', 'provider', 'reason', 'result'] },
   credential_broker_refresh_duration_seconds: { type: 'histogram', labels: ['provider'] },
   credential_broker_grant_expiry_seconds: { type: 'gauge', labels: ['credential'] },
+  credential_broker_grant_lifetime_seconds: { type: 'gauge', labels: ['credential'] },
+  credential_broker_grant_refresh_due_seconds: { type: 'gauge', labels: ['credential'] },
   credential_broker_lease_contention_total: { type: 'counter', labels: ['credential'] },
   credential_broker_stale_grants_served_total: { type: 'counter', labels: ['credential'] },
-  credential_broker_circuit_breaker_state: { type: 'gauge', labels: ['provider'] },
-  credential_broker_vault_authenticated: { type: 'gauge', labels: [] },
-  credential_broker_redis_up: { type: 'gauge', labels: [] },
+  credential_broker_circuit_breaker_state: { type: 'gauge', labels: ['endpoint', 'provider'] },
+  credential_broker_vault_authenticated: { type: 'gauge', labels: ['embedded', 'kind'] },
+  credential_broker_redis_up: { type: 'gauge', labels: ['embedded', 'kind'] },
   credential_broker_readiness_state: { type: 'gauge', labels: [] },
   credential_broker_secret_rotations_total: { type: 'counter', labels: ['credential'] }
 }
@@ -50,9 +52,11 @@ describe('createMetrics', () => {
     metrics.tokenRequestDuration.observe({ credential: 'kivra-sandbox' }, 0.0003)
     metrics.refreshDuration.observe({ provider: 'kivra' }, 0.4)
     metrics.grantExpiry.set({ credential: 'kivra-sandbox' }, 1200)
-    metrics.circuitBreakerState.set({ provider: 'kivra' }, 2)
-    metrics.vaultAuthenticated.set(1)
-    metrics.redisUp.set(1)
+    metrics.grantLifetime.set({ credential: 'kivra-sandbox' }, 28_800)
+    metrics.grantRefreshDue.set({ credential: 'kivra-sandbox' }, 600)
+    metrics.circuitBreakerState.set({ provider: 'kivra', endpoint: 'kivra:sandbox' }, 2)
+    metrics.vaultAuthenticated.set({ kind: 'vault', embedded: 'false' }, 1)
+    metrics.redisUp.set({ kind: 'redis', embedded: 'false' }, 1)
     metrics.readinessState.set(2)
     const scraped = await metrics.registry.getMetricsAsJSON()
     const ours = scraped.filter(metric => metric.name.startsWith('credential_broker_'))
@@ -132,6 +136,22 @@ describe('credential_broker_grant_expiry_seconds', () => {
     ])
   })
 
+  it('comes with the grant\'s lifetime and the seconds until its planned refresh, from the same source', async () => {
+    const metrics = createMetrics(new Registry(), { defaultMetrics: false })
+    metrics.setGrantExpirySource(() => [
+      { credentialId: 'kigo-sandbox', expiresInSeconds: 240, lifetimeSeconds: 300, refreshDueInSeconds: 165 },
+      { credentialId: 'klavi-sandbox', expiresInSeconds: 20, lifetimeSeconds: 1800, refreshDueInSeconds: -430 }
+    ])
+    expect(await valuesOf(metrics.registry, 'credential_broker_grant_lifetime_seconds')).toEqual([
+      expect.objectContaining({ labels: { credential: 'kigo-sandbox' }, value: 300 }),
+      expect.objectContaining({ labels: { credential: 'klavi-sandbox' }, value: 1800 })
+    ])
+    expect(await valuesOf(metrics.registry, 'credential_broker_grant_refresh_due_seconds')).toEqual([
+      expect.objectContaining({ labels: { credential: 'kigo-sandbox' }, value: 165 }),
+      expect.objectContaining({ labels: { credential: 'klavi-sandbox' }, value: -430 })
+    ])
+  })
+
   it('keeps values set directly when no source is registered', async () => {
     const metrics = createMetrics(new Registry(), { defaultMetrics: false })
     metrics.grantExpiry.set({ credential: 'klavi-sandbox' }, 1500)
@@ -149,19 +169,28 @@ describe('health gauges', () => {
   it('read the registered health source once per scrape', async () => {
     const metrics = createMetrics(new Registry(), { defaultMetrics: false })
     let calls = 0
-    metrics.setHealthSource(async () => { calls++; return { readiness: 'degraded', redisUp: false, vaultAuthenticated: true } })
+    metrics.setHealthSource(async () => { calls++; return { readiness: 'degraded', store: { kind: 'redis', up: false }, secrets: { kind: 'vault', authenticated: true } } })
     const text = await metrics.registry.metrics()
     expect(calls).toBe(1)
     expect(text).toMatch(/^credential_broker_readiness_state 1$/m)
-    expect(text).toMatch(/^credential_broker_redis_up 0$/m)
-    expect(text).toMatch(/^credential_broker_vault_authenticated 1$/m)
+    expect(text).toMatch(/^credential_broker_redis_up\{kind="redis",embedded="false"\} 0$/m)
+    expect(text).toMatch(/^credential_broker_vault_authenticated\{kind="vault",embedded="false"\} 1$/m)
+  })
+
+  it('label the embedded store and secret source embedded="true", and show them working, so nothing pages for them', async () => {
+    const metrics = createMetrics(new Registry(), { defaultMetrics: false })
+    metrics.setHealthSource(async () => ({ readiness: 'ready', store: { kind: 'memory', up: true }, secrets: { kind: 'file', authenticated: true } }))
+    const text = await metrics.registry.metrics()
+    expect(text).toMatch(/^credential_broker_redis_up\{kind="memory",embedded="true"\} 1$/m)
+    expect(text).toMatch(/^credential_broker_vault_authenticated\{kind="file",embedded="true"\} 1$/m)
+    expect(text).not.toMatch(/^credential_broker_(redis_up|vault_authenticated)\S* 0$/m)
   })
 
   it('keep their last values when the source fails or does not know a component', async () => {
     const metrics = createMetrics(new Registry(), { defaultMetrics: false })
     metrics.readinessState.set(2)
-    metrics.redisUp.set(1)
-    metrics.vaultAuthenticated.set(1)
+    metrics.redisUp.set({ kind: 'redis', embedded: 'false' }, 1)
+    metrics.vaultAuthenticated.set({ kind: 'vault', embedded: 'false' }, 1)
     metrics.setHealthSource(async () => { throw new Error('redis ping timed out') })
     expect(await scrapeHealth(metrics.registry)).toEqual([2, 1, 1])
     metrics.setHealthSource(async () => ({ readiness: 'not_ready' }))

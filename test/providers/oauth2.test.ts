@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createOAuth2Adapter, isLoopbackHost } from '../../src/providers/oauth2.js'
 import { fixedNow, providerError, testContext, testCredential } from '../support/providers/context.js'
 import { startOAuth2StandIn, type OAuth2StandIn } from '../support/providers/oauth2.js'
@@ -98,14 +98,14 @@ describe('oauth2 adapter against the RFC 6749 stand-in', () => {
       expect(Date.now() - started).toBeLessThan(1500)
 
       as.setFault({ kind: 'latency', ms: 2000 }, { times: 1 })
-      const seen = as.requests.length
       const controller = new AbortController()
+      const attempts = as.mintAttempts
       const call = adapter.mint(as.secret, testContext(credential(), { signal: controller.signal }))
-      setTimeout(() => { controller.abort() }, 30)
-      expect(await providerError(call)).toMatchObject({ kind: 'transient', message: 'oauth2 mint: request aborted' })
-      // The aborted request may still reach the stand-in a moment later; let it land here, where it takes
-      // this test's fault, rather than the next test's one-shot fault.
-      await vi.waitFor(() => { expect(as.requests.length).toBeGreaterThan(seen) }, { timeout: 1000 }).catch(() => {})
+      // Abort once the stand-in holds the request (and has used up the fault): a request still on its way
+      // when this test ends would take the next test's fault instead.
+      const held = setInterval(() => { if (as.mintAttempts > attempts) { clearInterval(held); controller.abort() } }, 5)
+      const error = await providerError(call).finally(() => { clearInterval(held) })
+      expect(error).toMatchObject({ kind: 'transient', message: 'oauth2 mint: request aborted' })
     })
   })
 

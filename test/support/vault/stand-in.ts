@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
+import { createServer as createTlsServer } from 'node:https'
 import type { Socket } from 'node:net'
 
 /**
@@ -13,7 +14,9 @@ import type { Socket } from 'node:net'
  *   - errors as { "errors": [...] }: 403 "permission denied" (bad or expired token), 403 "missing client
  *     token", 404 { "errors": [] } (no secret), 503 "Vault is sealed", 400 "lease is not renewable".
  * Token TTLs count down on `now()` (real time by default). Renewal is capped by the token's explicit max
- * TTL and its role's max TTL, with Vault's warning. Listens on 127.0.0.1 only.
+ * TTL and its role's max TTL, with Vault's warning. Listens on 127.0.0.1 only, over TLS when given a key
+ * and certificate. KV v2 mounts: "secret", plus any added with addKvMount (names may hold slashes, e.g.
+ * "kv/platform"; a path is matched against the longest mount, as Vault's router does).
  */
 export interface VaultStandIn {
   readonly url: string
@@ -22,10 +25,12 @@ export interface VaultStandIn {
   readonly rootToken: string
   /** The key PUT sys/unseal accepts. */
   readonly unsealKey: string
-  /** Writes a new KV v2 version of "<mount>/<path>" and returns its version number. */
+  /** Writes a new KV v2 version of "<mount>/<path>" (or "<mount>:<path>") and returns its version number. */
   writeSecret: (path: string, data: Record<string, string>) => number
-  /** Deletes all versions and the metadata of "<mount>/<path>". */
+  /** Deletes all versions and the metadata of "<mount>/<path>" (or "<mount>:<path>"). */
   deleteSecret: (path: string) => void
+  /** Enables a KV v2 mount (sys/mounts/<mount> with type kv, version 2); its name may hold slashes. */
+  addKvMount: (mount: string) => void
   /** A named policy granting read on Vault-style paths ("secret/data/app/*", exact or trailing-* prefix). */
   createPolicy: (name: string, readPaths: readonly string[]) => void
   /** A token as `auth/token/create` would make it. */
@@ -154,7 +159,7 @@ function envelope (fields: { data?: unknown, auth?: unknown, warnings?: string[]
 }
 
 /** Starts the stand-in on 127.0.0.1, port 0 (or the given port). */
-export async function startVaultStandIn (options: { now?: () => number, port?: number } = {}): Promise<VaultStandIn> {
+export async function startVaultStandIn (options: { now?: () => number, port?: number, tls?: { key: string, cert: string } } = {}): Promise<VaultStandIn> {
   const now = options.now ?? Date.now
   const rootToken = `hvs.${randomId(24)}`
   const unsealKey = randomBytes(32).toString('base64')
@@ -246,9 +251,17 @@ export async function startVaultStandIn (options: { now?: () => number, port?: n
   const fail = (res: ServerResponse, status: number, errors: string[]): void => { send(res, status, { errors }) }
 
   function splitKvPath (path: string): { mount: string, kind: string, key: string } | undefined {
-    const [mount, kind, ...rest] = path.split('/')
-    if (mount === undefined || kind === undefined || !kvMounts.has(mount) || rest.length === 0) return undefined
+    const mount = [...kvMounts].filter(candidate => path.startsWith(`${candidate}/`)).sort((a, b) => b.length - a.length)[0]
+    if (mount === undefined) return undefined
+    const [kind, ...rest] = path.slice(mount.length + 1).split('/')
+    if (kind === undefined || rest.length === 0) return undefined
     return { mount, kind, key: rest.map(segment => decodeURIComponent(segment)).join('/') }
+  }
+
+  /** "<mount>:<path>" → "<mount>/<path>", the key secrets are kept under; "<mount>/<path>" as is. */
+  function storedPath (path: string): string {
+    const colon = path.indexOf(':')
+    return colon === -1 ? path : `${path.slice(0, colon)}/${path.slice(colon + 1)}`
   }
 
   function writeVersion (fullPath: string, data: Record<string, string>): SecretVersion & { version: number } {
@@ -454,7 +467,7 @@ export async function startVaultStandIn (options: { now?: () => number, port?: n
     handleKv(res, method, path, url.searchParams, entry, body)
   }
 
-  const server: Server = createServer((req, res) => {
+  const onRequest: RequestListener = (req, res) => {
     const chunks: Buffer[] = []
     let size = 0
     req.on('data', (chunk: Buffer) => {
@@ -481,7 +494,8 @@ export async function startVaultStandIn (options: { now?: () => number, port?: n
       }
       route(req, res, body)
     })
-  })
+  }
+  const server: Server = options.tls === undefined ? createServer(onRequest) : createTlsServer({ key: options.tls.key, cert: options.tls.cert }, onRequest)
   server.on('connection', socket => {
     sockets.add(socket)
     socket.on('close', () => { sockets.delete(socket) })
@@ -513,12 +527,13 @@ export async function startVaultStandIn (options: { now?: () => number, port?: n
   const port = await listen(options.port ?? 0)
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`,
     port,
     rootToken,
     unsealKey,
-    writeSecret: (path, data) => writeVersion(path, data).version,
-    deleteSecret: path => { secrets.delete(path) },
+    writeSecret: (path, data) => writeVersion(storedPath(path), data).version,
+    deleteSecret: path => { secrets.delete(storedPath(path)) },
+    addKvMount: mount => { kvMounts.add(mount.replace(/^\/+|\/+$/g, '')) },
     createPolicy: (name, readPaths) => { policies.set(name, [...readPaths]) },
     createToken: (tokenOptions = {}) => issueToken({
       policies: tokenOptions.policies ?? ['default'],
