@@ -213,27 +213,7 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
     registers
   })
 
-  let grantExpirySource: GrantExpirySource | undefined
-  /** A gauge per credential computed from the grant source at scrape time. */
-  const grantGauge = (name: string, help: string, value: (reading: GrantExpiryReading) => number | undefined): Gauge<'credential'> => new Gauge({
-    name: `${metricPrefix}${name}`,
-    help,
-    labelNames: ['credential'] as const,
-    registers,
-    collect () {
-      if (grantExpirySource === undefined) return
-      // Reset first so a credential that no longer holds a grant disappears instead of freezing at its last value.
-      this.reset()
-      for (const reading of grantExpirySource()) {
-        const seconds = value(reading)
-        if (seconds !== undefined) this.set({ credential: reading.credentialId }, seconds)
-      }
-    }
-  })
-  const grantExpiry = grantGauge('grant_expiry_seconds', 'Seconds until the grant this replica holds for a credential expires.', reading => reading.expiresInSeconds)
-  // Next to the expiry, so an alert can be relative to the lifetime: a 5-minute token always has less than 5 minutes left.
-  const grantLifetime = grantGauge('grant_lifetime_seconds', 'Whole lifetime of the grant this replica holds for a credential (expiry minus when it was obtained).', reading => reading.lifetimeSeconds)
-  const grantRefreshDue = grantGauge('grant_refresh_due_seconds', 'Seconds until the planned proactive refresh of the grant this replica holds (negative once it is overdue).', reading => reading.refreshDueInSeconds)
+  const grants = createGrantGauges(registers)
   const leaseContention = new Counter({
     name: `${metricPrefix}lease_contention_total`,
     help: 'Refresh leases not taken because another replica or request held them.',
@@ -246,6 +226,54 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
     labelNames: ['credential'] as const,
     registers
   })
+  const circuitBreakerState = new Gauge({
+    name: `${metricPrefix}circuit_breaker_state`,
+    help: 'Circuit breaker of one provider endpoint (provider:environment[:host override]): 0 closed, 1 half-open, 2 open.',
+    labelNames: ['provider', 'endpoint'] as const,
+    registers
+  })
+  const health = createHealthGauges(registers)
+  const secretRotations = new Counter({
+    name: `${metricPrefix}secret_rotations_total`,
+    help: 'New versions of a credential\'s client secret seen in Vault (each triggers a re-mint).',
+    labelNames: ['credential'] as const,
+    registers
+  })
+
+  return {
+    registry,
+    tokenRequests,
+    tokenRequestDuration,
+    refreshes,
+    refreshDuration,
+    grantExpiry: grants.grantExpiry,
+    grantLifetime: grants.grantLifetime,
+    grantRefreshDue: grants.grantRefreshDue,
+    leaseContention,
+    staleGrantsServed,
+    circuitBreakerState,
+    vaultAuthenticated: health.vaultAuthenticated,
+    redisUp: health.redisUp,
+    readinessState: health.readinessState,
+    secretRotations,
+    setGrantExpirySource: grants.setSource,
+    setHealthSource: health.setSource,
+    initCredential ({ id, provider, mintsTokens = true }) {
+      const credential = { credential: id }
+      leaseContention.inc(credential, 0)
+      staleGrantsServed.inc(credential, 0)
+      secretRotations.inc(credential, 0)
+      if (!mintsTokens) return
+      for (const result of tokenRequestResults) tokenRequests.inc({ credential: id, result }, 0)
+      for (const result of refreshResults) {
+        for (const reason of refreshReasons) refreshes.inc({ provider, credential: id, result, reason }, 0)
+      }
+    }
+  }
+}
+
+/** readiness_state, redis_up and vault_authenticated, read from one health source at scrape time. */
+function createHealthGauges (registers: Registry[]): { vaultAuthenticated: Gauge<'kind' | 'embedded'>, redisUp: Gauge<'kind' | 'embedded'>, readinessState: Gauge, setSource: (source: HealthSource | undefined) => void } {
   // Scrapes collect all metrics concurrently: the three health gauges share one in-flight reading.
   let healthSource: HealthSource | undefined
   let healthInFlight: Promise<HealthReading | undefined> | undefined
@@ -256,12 +284,6 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
   }
   const binary = (value: boolean): 0 | 1 => (value ? 1 : 0)
 
-  const circuitBreakerState = new Gauge({
-    name: `${metricPrefix}circuit_breaker_state`,
-    help: 'Circuit breaker of one provider endpoint (provider:environment[:host override]): 0 closed, 1 half-open, 2 open.',
-    labelNames: ['provider', 'endpoint'] as const,
-    registers
-  })
   const dependencyLabels = (kind: string, embedded: boolean): DependencyLabels => ({ kind, embedded: embedded ? 'true' : 'false' })
   const vaultAuthenticated = new Gauge({
     name: `${metricPrefix}vault_authenticated`,
@@ -296,45 +318,31 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
       if (reading !== undefined) this.set(readinessStates[reading.readiness])
     }
   })
-  const secretRotations = new Counter({
-    name: `${metricPrefix}secret_rotations_total`,
-    help: 'New versions of a credential\'s client secret seen in Vault (each triggers a re-mint).',
-    labelNames: ['credential'] as const,
-    registers
-  })
+  return { vaultAuthenticated, redisUp, readinessState, setSource: source => { healthSource = source } }
+}
 
-  return {
-    registry,
-    tokenRequests,
-    tokenRequestDuration,
-    refreshes,
-    refreshDuration,
-    grantExpiry,
-    grantLifetime,
-    grantRefreshDue,
-    leaseContention,
-    staleGrantsServed,
-    circuitBreakerState,
-    vaultAuthenticated,
-    redisUp,
-    readinessState,
-    secretRotations,
-    setGrantExpirySource (source) {
-      grantExpirySource = source
-    },
-    setHealthSource (source) {
-      healthSource = source
-    },
-    initCredential ({ id, provider, mintsTokens = true }) {
-      const credential = { credential: id }
-      leaseContention.inc(credential, 0)
-      staleGrantsServed.inc(credential, 0)
-      secretRotations.inc(credential, 0)
-      if (!mintsTokens) return
-      for (const result of tokenRequestResults) tokenRequests.inc({ credential: id, result }, 0)
-      for (const result of refreshResults) {
-        for (const reason of refreshReasons) refreshes.inc({ provider, credential: id, result, reason }, 0)
+/** The per-credential grant gauges (expiry, lifetime, refresh due), computed from one grant source at scrape time. */
+function createGrantGauges (registers: Registry[]): { grantExpiry: Gauge<'credential'>, grantLifetime: Gauge<'credential'>, grantRefreshDue: Gauge<'credential'>, setSource: (source: GrantExpirySource | undefined) => void } {
+  let grantExpirySource: GrantExpirySource | undefined
+  /** A gauge per credential computed from the grant source at scrape time. */
+  const grantGauge = (name: string, help: string, value: (reading: GrantExpiryReading) => number | undefined): Gauge<'credential'> => new Gauge({
+    name: `${metricPrefix}${name}`,
+    help,
+    labelNames: ['credential'] as const,
+    registers,
+    collect () {
+      if (grantExpirySource === undefined) return
+      // Reset first so a credential that no longer holds a grant disappears instead of freezing at its last value.
+      this.reset()
+      for (const reading of grantExpirySource()) {
+        const seconds = value(reading)
+        if (seconds !== undefined) this.set({ credential: reading.credentialId }, seconds)
       }
     }
-  }
+  })
+  const grantExpiry = grantGauge('grant_expiry_seconds', 'Seconds until the grant this replica holds for a credential expires.', reading => reading.expiresInSeconds)
+  // Next to the expiry, so an alert can be relative to the lifetime: a 5-minute token always has less than 5 minutes left.
+  const grantLifetime = grantGauge('grant_lifetime_seconds', 'Whole lifetime of the grant this replica holds for a credential (expiry minus when it was obtained).', reading => reading.lifetimeSeconds)
+  const grantRefreshDue = grantGauge('grant_refresh_due_seconds', 'Seconds until the planned proactive refresh of the grant this replica holds (negative once it is overdue).', reading => reading.refreshDueInSeconds)
+  return { grantExpiry, grantLifetime, grantRefreshDue, setSource: source => { grantExpirySource = source } }
 }

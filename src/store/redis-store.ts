@@ -10,6 +10,8 @@ import { parseStored } from './parse-stored.js'
 import { StoreError } from '../errors.js'
 import { withTimeout } from '../time.js'
 import { Cluster } from 'ioredis'
+import { clusterHealth, HEALTH_TIMEOUT_MS, quit, singleNode, toStoreError } from './redis-connection.js'
+import { grantScripts, type GrantScripts } from './redis-scripts.js'
 import { createRedisClient, type RedisClient, type RedisConnectionConfig } from './redis-client.js'
 
 export interface RedisGrantStoreOptions {
@@ -46,90 +48,7 @@ const StoredValueSchema = z.object({
   sealed: z.unknown()
 })
 
-// Each script runs atomically in Redis: no other client's command can run between its steps, which is
-// what makes "take the lease and bump the fence" and "check the fence and write" single operations.
-
-/**
- * KEYS: lease, fence. ARGV: owner, ttl ms. Returns the new fence, or nil when someone holds the lease.
- *
- * The new fence is one more than the last, and never less than the server's clock in milliseconds.
- * Replication is asynchronous: when a master fails, the replica that takes over may not have seen the
- * last few fence increments, and plain INCR would then hand out a fence that a refresher still holds,
- * letting its late write through. The failover itself takes seconds, so the new master's clock is past
- * every fence the old one issued (unless the two clocks differ by more than the failover takes).
- * TIME before a write is allowed since Redis 5 (scripts replicate their effects, not the script).
- */
-const acquireLeaseScript = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local time = redis.call('TIME')
-  local clock = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  local fence = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, clock)
-  redis.call('SET', KEYS[2], string.format('%.0f', fence))
-  return fence
-end
-return false
-`
-
-/**
- * KEYS: lease. ARGV: owner, channel, key, announce ("1"/"0"). Deletes the lease only if we still own it
- * (it may have expired and been retaken); when asked, announces it like a write, so replicas waiting on
- * this lease look again at once instead of sleeping until it would have lapsed (a holder whose refresh
- * failed writes no grant, and so sends no other notice).
- */
-const releaseLeaseScript = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if ARGV[4] == '1' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-  return 1
-end
-return 0
-`
-
-/**
- * KEYS: grant, fence. ARGV: fence, value, ttl ms, channel, notice ("<key> <fence>"). Writes only if no lease was granted after
- * the writer's: every acquisition increments the fence, so a refresher whose lease expired mid-mint finds
- * a larger fence and its late write is dropped instead of overwriting a newer grant.
- */
-const putGrantScript = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
-`
-
-/** KEYS: grant, fence. ARGV: fence, channel, key. Fenced like putGrantScript. */
-const deleteGrantScript = `
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  return 0
-end
-redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
-`
-
-/**
- * Every script the store runs, with its number of keys. All keys of one call are the keys of one grant
- * key (keysOf), which share a hash tag and so one Cluster slot, as Redis requires of a script. The grant
- * notice is a PUBLISH of a channel, not a key: on a Cluster it reaches subscribers on every node.
- */
-export const grantScripts = {
-  cbAcquireLease: { numberOfKeys: 2, lua: acquireLeaseScript },
-  cbReleaseLease: { numberOfKeys: 1, lua: releaseLeaseScript },
-  cbPutGrant: { numberOfKeys: 2, lua: putGrantScript },
-  cbDeleteGrant: { numberOfKeys: 2, lua: deleteGrantScript }
-} as const
-
-interface GrantScripts {
-  cbAcquireLease: (leaseKey: string, fenceKey: string, owner: string, ttlMs: number) => Promise<number | null>
-  cbReleaseLease: (leaseKey: string, owner: string, channel: string, key: string, announce: string) => Promise<number>
-  cbPutGrant: (grantKey: string, fenceKey: string, fence: string, value: string, ttlMs: number, channel: string, key: string) => Promise<number>
-  cbDeleteGrant: (grantKey: string, fenceKey: string, fence: string, channel: string, key: string) => Promise<number>
-}
-
 const DEFAULT_COMMAND_TIMEOUT_MS = 1000
-const HEALTH_TIMEOUT_MS = 500
 /** Cluster: how often the grant channel is proven to deliver, and how long a probe may take. */
 const PROBE_INTERVAL_MS = 2000
 const PROBE_TIMEOUT_MS = 1000
@@ -532,60 +451,4 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
       await closing
     }
   }
-}
-
-function singleNode (url: string): RedisConnectionConfig {
-  return { topology: 'single', url, username: undefined, password: undefined, tls: undefined }
-}
-
-/** Redis Cluster has this many hash slots. */
-const CLUSTER_SLOTS = 16384
-
-/**
- * Why a Cluster cannot serve every grant right now, or undefined when it can. The client stays ready
- * while one master is down or failing over, so each master of the client's slot map is asked for
- * CLUSTER INFO: a master that does not answer, or one that reports cluster_state other than ok (a
- * master has failed and no replica has taken over yet), means some grants cannot be read or written.
- */
-async function clusterHealth (cluster: Cluster): Promise<string | undefined> {
-  const masterKeys = new Set<string>()
-  let served = 0
-  for (const owners of cluster.slots) {
-    const master = owners?.[0]
-    if (master === undefined) continue
-    served += 1
-    masterKeys.add(master)
-  }
-  if (served < CLUSTER_SLOTS) return 'not every redis cluster slot has a known master'
-  const pool = new Map(cluster.nodes('master').map(node => [`${node.options.host ?? ''}:${node.options.port ?? ''}`, node]))
-  const answers = await Promise.allSettled([...masterKeys].map(async key => {
-    const node = pool.get(key)
-    if (node === undefined) throw new Error('not connected')
-    return String(await withTimeout(node.call('CLUSTER', 'INFO'), HEALTH_TIMEOUT_MS))
-  }))
-  const silent = answers.filter(answer => answer.status === 'rejected').length
-  if (silent > 0) return `${silent} of ${masterKeys.size} redis cluster masters did not answer`
-  if (answers.some(answer => answer.status === 'fulfilled' && !answer.value.includes('cluster_state:ok'))) return 'redis cluster state is not ok (a master is failing over)'
-  return undefined
-}
-
-/** QUIT lets Redis finish what it has; a connection that cannot say goodbye in time is simply dropped. */
-async function quit (client: RedisClient, timeoutMs: number): Promise<void> {
-  if (client.status === 'end') return
-  try {
-    if (client.status === 'ready') await withTimeout(client.quit(), timeoutMs)
-  } catch {
-    // Closing anyway: the connection is dropped below.
-  } finally {
-    client.disconnect()
-  }
-}
-
-
-/** Maps an ioredis failure to a StoreError with a fixed message; the original stays as `cause` for logs. */
-function toStoreError (err: unknown): StoreError {
-  if (err instanceof StoreError) return err
-  if (err instanceof Error && err.message === 'Command timed out') return new StoreError('unavailable', 'redis command timed out', { cause: err })
-  if (err instanceof Error && err.name === 'ReplyError') return new StoreError('rejected', 'redis refused the command', { cause: err })
-  return new StoreError('unavailable', 'redis unavailable', { cause: err })
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { grantScripts } from '../../src/store/redis-store.js'
+import { grantScripts } from '../../src/store/redis-scripts.js'
 import type { Lease } from '../../src/store/types.js'
 import { startRedisCluster, topologyTestsCanRun, type TestCluster, type TopologyProcess } from '../support/redis-topology.js'
 import { describeGrantStoreContract } from '../store/grant-store.contract.js'

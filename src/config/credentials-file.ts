@@ -1,0 +1,129 @@
+/** The credentials file (YAML or JSON): callers, caller JWT settings and credentials, validated with zod. */
+import { extname } from 'node:path'
+import { z } from 'zod'
+import { parse as parseYaml } from 'yaml'
+import { ConfigError } from '../errors.js'
+import { descriptorOf, providerKinds } from '../providers/catalog.js'
+import { isSecretPath } from '../secrets/secret-path.js'
+import { httpUrl, zodProblems } from './common.js'
+
+const credentialId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected 1-64 characters of a-z 0-9 . _ - starting with a letter or digit')
+
+export const CallerSchema = z.strictObject({
+  id: credentialId,
+  api_key_sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters (sha256 of the API key)').optional(),
+  jwt_subject: z.string().min(1).optional(),
+  admin: z.boolean().default(false),
+  /** Front-end callers never receive backend-only credentials (all partner tokens). */
+  frontend: z.boolean().default(false)
+}).refine(caller => caller.api_key_sha256 !== undefined || caller.jwt_subject !== undefined, {
+  message: 'expected api_key_sha256 or jwt_subject (a caller needs a way to authenticate)'
+})
+export type Caller = z.infer<typeof CallerSchema>
+
+export const CallerJwtSchema = z.strictObject({
+  issuer: z.string().min(1),
+  audience: z.string().min(1),
+  jwks_url: httpUrl.optional(),
+  jwks_file: z.string().min(1).optional(),
+  algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
+    .min(1).default(['RS256', 'ES256']),
+  clock_tolerance_seconds: z.number().int().min(0).max(300).default(30)
+}).refine(jwt => (jwt.jwks_url === undefined) !== (jwt.jwks_file === undefined), {
+  message: 'expected exactly one of jwks_url or jwks_file'
+})
+export type CallerJwt = z.infer<typeof CallerJwtSchema>
+
+export const RefreshPolicySchema = z.strictObject({
+  /** Refresh when this share of the lifetime has passed. */
+  ratio: z.number().gt(0, 'expected a ratio above 0').lt(1, 'expected a ratio below 1').default(0.75),
+  /** ...or this long before expiry, whichever comes first. */
+  margin_seconds: z.number().int().min(0).default(300),
+  /** Spread of the refresh time, as a share of the lifetime (±). */
+  jitter_ratio: z.number().min(0).max(0.2).default(0.05)
+})
+export type RefreshPolicy = z.infer<typeof RefreshPolicySchema>
+
+export const CredentialSchema = z.strictObject({
+  id: credentialId,
+  provider: z.enum(providerKinds),
+  environment: z.enum(['sandbox', 'production']),
+  secret: z.string().refine(isSecretPath, 'expected "<mount>/<path>" (KV v2), "<mount>:<path>" for a mount whose name has a slash (e.g. "kv/platform:providers/kivra"), or a SECRETS_FILE key of either form'),
+  base_url: httpUrl.optional(),
+  token_url: httpUrl.optional(),
+  client_auth: z.enum(['basic', 'post']).default('basic'),
+  scope: z.string().min(1).optional(),
+  audience: z.string().min(1).optional(),
+  lifetime_seconds: z.number().int().min(10, 'expected at least 10 seconds').max(31 * 86_400).optional(),
+  timeout_ms: z.number().int().min(100).max(60_000).default(10_000),
+  refresh: RefreshPolicySchema.default(RefreshPolicySchema.parse({})),
+  /** Partner tokens are backend-only by default; a generic OAuth2 credential may opt out. */
+  backend_only: z.boolean().default(true),
+  allowed_callers: z.array(credentialId).default([]),
+  /** Narrower scopes callers may ask for (`?scope=`), exact strings; each set is its own grant. */
+  allowed_scopes: z.array(z.string().regex(/^\S{1,256}$/, 'expected one scope without spaces')).max(256).default([]),
+  /** How many scoped grants a credential may hold at once; past it a new scope set is answered 429. */
+  max_scoped_grants: z.number().int().min(1).max(10_000).default(50),
+  /** Kigo user sessions: their lifetime when the token is no JWT with exp, and how many this replica keeps in memory (an LRU in front of Redis). */
+  user_sessions: z.strictObject({
+    lifetime_seconds: z.number().int().min(10).max(86_400).default(1800),
+    cached: z.number().int().min(1).max(100_000).default(1000)
+  }).default({ lifetime_seconds: 1800, cached: 1000 }),
+  /** Mint with the previous secret version when the provider rejects a version younger than this (0: never). */
+  rollover_window_seconds: z.number().int().min(0).max(31 * 86_400).default(86_400)
+}).superRefine((credential, ctx) => {
+  const descriptor = descriptorOf(credential.provider)
+  if (!descriptor.acceptsScope && credential.allowed_scopes.length > 0) {
+    ctx.addIssue({ code: 'custom', path: ['allowed_scopes'], message: `${credential.provider} tokens take no scope` })
+  }
+  // A provider without documented hosts (generic OAuth2) is reached only through its token_url.
+  if (descriptor.hosts === undefined && credential.token_url === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['token_url'], message: `required when provider is ${credential.provider}` })
+  }
+  if (descriptor.hosts !== undefined && credential.token_url !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['token_url'], message: 'only allowed when provider is oauth2 (use base_url to override a provider host)' })
+  }
+  if (descriptor.alwaysBackendOnly && !credential.backend_only) {
+    ctx.addIssue({ code: 'custom', path: ['backend_only'], message: 'partner credentials are always backend-only' })
+  }
+})
+export type CredentialConfig = z.infer<typeof CredentialSchema>
+
+export const CredentialsFileSchema = z.strictObject({
+  callers: z.array(CallerSchema).default([]),
+  caller_jwt: CallerJwtSchema.optional(),
+  credentials: z.array(CredentialSchema).default([])
+}).superRefine((file, ctx) => {
+  const callerIds = new Set<string>()
+  file.callers.forEach((caller, index) => {
+    if (callerIds.has(caller.id)) ctx.addIssue({ code: 'custom', path: ['callers', index, 'id'], message: `duplicate caller id "${caller.id}"` })
+    callerIds.add(caller.id)
+    if (caller.jwt_subject !== undefined && file.caller_jwt === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['callers', index, 'jwt_subject'], message: 'needs a caller_jwt section (issuer, audience, keys)' })
+    }
+  })
+  const credentialIds = new Set<string>()
+  file.credentials.forEach((credential, index) => {
+    if (credentialIds.has(credential.id)) ctx.addIssue({ code: 'custom', path: ['credentials', index, 'id'], message: `duplicate credential id "${credential.id}"` })
+    credentialIds.add(credential.id)
+    credential.allowed_callers.forEach((callerId, callerIndex) => {
+      if (!callerIds.has(callerId)) {
+        ctx.addIssue({ code: 'custom', path: ['credentials', index, 'allowed_callers', callerIndex], message: `unknown caller "${callerId}"` })
+      }
+    })
+  })
+})
+export type CredentialsFile = z.infer<typeof CredentialsFileSchema>
+
+/** Parses a YAML or JSON credentials file; every problem is reported with its path in the file. */
+export function parseCredentialsFile (text: string, fileName: string): CredentialsFile {
+  let raw: unknown
+  try {
+    raw = extname(fileName) === '.json' ? JSON.parse(text) : parseYaml(text)
+  } catch (err) {
+    throw new ConfigError([`${fileName}: not valid ${extname(fileName) === '.json' ? 'JSON' : 'YAML'} (${(err as Error).message.split('\n')[0]})`])
+  }
+  const result = CredentialsFileSchema.safeParse(raw ?? {})
+  if (!result.success) throw new ConfigError(zodProblems(result.error, fileName))
+  return result.data
+}
