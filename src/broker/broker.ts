@@ -127,7 +127,7 @@ export function createBroker (deps: BrokerDeps): Broker {
 
     statuses () {
       const now = clock.now()
-      return [...table.entries()].map(entry => credentialStatus(entry, scheduler, now))
+      return [...table.entries()].map(entry => credentialStatus(entry, scheduler, table.variantCounts(entry.config.id), now))
     },
 
     async health () {

@@ -22,6 +22,8 @@ export interface CredentialTable {
   grantByKey: (key: string) => GrantState | undefined
   /** Forgets a variant's state here (its grant stays in the store until it expires). */
   retire: (state: GrantState) => void
+  /** How many scoped grants and user sessions this replica holds for a credential now. */
+  variantCounts: (credentialId: string) => { scopedGrants: number, userSessionsCached: number }
   entries: () => IterableIterator<CredentialEntry>
   /** Every grant state held now, defaults and variants. */
   grants: () => GrantState[]
@@ -122,6 +124,7 @@ export function createCredentialTable ({ credentials, adapterFor, userSessionAda
     },
     grantByKey: key => byKey.get(key),
     retire,
+    variantCounts: credentialId => ({ scopedGrants: scopedOf.get(credentialId)?.size ?? 0, userSessionsCached: usersOf.get(credentialId)?.size ?? 0 }),
     entries: () => byId.values(),
     grants: () => [...byKey.values()],
     defaultGrants: () => [...byKey.values()].filter(state => state.variant.kind === 'default'),

@@ -4,7 +4,7 @@ import type { Lifecycle } from './lifecycle.js'
 import type { Scheduler } from './scheduler.js'
 import type { BrokerDeps, BrokerHealth, CredentialStatus } from './types.js'
 
-export function credentialStatus (entry: CredentialEntry, scheduler: Pick<Scheduler, 'nextRefreshAt'>, now: number): CredentialStatus {
+export function credentialStatus (entry: CredentialEntry, scheduler: Pick<Scheduler, 'nextRefreshAt'>, counts: { scopedGrants: number, userSessionsCached: number }, now: number): CredentialStatus {
   const { config } = entry
   const base = { id: config.id, provider: config.provider, environment: config.environment }
   if (entry.mechanism === 'signing') {
@@ -26,6 +26,7 @@ export function credentialStatus (entry: CredentialEntry, scheduler: Pick<Schedu
     refreshDueAt: grant === undefined ? undefined : state.plannedAt,
     secretVersion: state.secretVersion,
     consecutiveFailures: state.consecutiveFailures,
+    ...counts,
     lastError: state.lastError()
   }
 }

@@ -35,6 +35,9 @@ export interface CredentialStatus {
   refreshDueAt?: number | undefined
   secretVersion?: number | undefined
   consecutiveFailures: number
+  /** Scoped grants and Kigo user sessions this replica holds for the credential now (token credentials). */
+  scopedGrants?: number | undefined
+  userSessionsCached?: number | undefined
   lastError?: { kind: string, providerCode?: string | undefined, at: number } | undefined
 }
 

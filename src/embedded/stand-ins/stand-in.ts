@@ -84,7 +84,7 @@ export interface StandInReply {
 }
 
 export interface IssuedToken {
-  /** Which endpoint issued it ("mint" or "refresh"). */
+  /** Which endpoint issued it ("mint", "refresh", or a provider's own, e.g. Kigo's "accounts"). */
   endpoint: string
   issuedAt: number
   expiresAt: number
@@ -216,9 +216,9 @@ export abstract class ProviderStandIn {
   }
 
   /** Records a newly issued token and counts a success on its endpoint. */
-  protected issue (token: string, endpoint: string, scope?: string): IssuedToken {
+  protected issue (token: string, endpoint: string, scope?: string, lifetimeSeconds = this.lifetimeSeconds): IssuedToken {
     const issuedAt = this.now()
-    const info = { endpoint, issuedAt, expiresAt: issuedAt + this.lifetimeSeconds * 1000, scope }
+    const info = { endpoint, issuedAt, expiresAt: issuedAt + lifetimeSeconds * 1000, scope }
     this.issued.set(token, info)
     return info
   }
