@@ -66,6 +66,7 @@ describe('openapi.yaml is complete', () => {
   const expected: Record<string, string[]> = {
     'get /v1/credentials/{id}/token': ['200', '400', '401', '403', '404', '409', '422', '429', '502', '503'],
     'post /v1/credentials/{id}/token/rejections': ['200', '400', '401', '403', '404', '409', '413', '415', '429', '502', '503'],
+    'post /v1/credentials/{id}/user-sessions': ['200', '400', '401', '403', '404', '409', '413', '415', '422', '429', '502', '503'],
     'post /v1/credentials/{id}/signatures': ['200', '400', '401', '403', '404', '409', '413', '415', '429', '502', '503'],
     'post /v1/credentials/{id}/webhook-verifications': ['200', '400', '401', '403', '404', '409', '413', '415', '429', '503'],
     'get /v1/credentials': ['200', '401', '429', '503'],

@@ -17,6 +17,7 @@ const routes = [
   { name: 'POST /v1/credentials/:id/token/rejections', caller: 'c-rejections', request: { method: 'POST', url: '/v1/credentials/sir/token/rejections', payload: { access_token: 'x' } } },
   { name: 'POST /v1/credentials/:id/signatures', caller: 'c-signatures', request: { method: 'POST', url: '/v1/credentials/sir/signatures', payload: { method: 'GET', path: '/', body_sha256: emptySha } } },
   { name: 'POST /v1/credentials/:id/webhook-verifications', caller: 'c-webhooks', request: { method: 'POST', url: '/v1/credentials/sir/webhook-verifications', payload: { headers: {}, body: '' } } },
+  { name: 'POST /v1/credentials/:id/user-sessions', caller: 'c-sessions', request: { method: 'POST', url: '/v1/credentials/sir/user-sessions', payload: { external_user_id: 'u', user_email: 'u@example.test', brand_identifier: 'b' } } },
   { name: 'GET /v1/credentials', caller: 'c-list', request: { method: 'GET', url: '/v1/credentials' } },
   { name: 'GET /v1/admin/credentials', caller: 'a-list', request: { method: 'GET', url: '/v1/admin/credentials' } },
   { name: 'POST /v1/admin/credentials/:id/refresh', caller: 'a-refresh', request: { method: 'POST', url: '/v1/admin/credentials/sir/refresh' } }

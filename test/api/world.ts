@@ -108,7 +108,7 @@ export async function startApiWorld (options: ApiWorldOptions = {}): Promise<Api
   const all = ['service']
   const credentials = [
     // frontend is listed on a backend-only partner credential by mistake: policy must still refuse it.
-    { id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: standIns.kivra.url, allowed_callers: ['service', 'frontend', ...(options.extraAllowedOnKivra ?? [])] },
+    { id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: standIns.kivra.url, allowed_scopes: ['post:kivra.v1.tenant.example.content'], allowed_callers: ['service', 'frontend', ...(options.extraAllowedOnKivra ?? [])] },
     { id: 'kigo', provider: 'kigo', environment: 'sandbox', secret: 'secret/kigo', base_url: standIns.kigo.url, allowed_callers: all },
     { id: 'klavi', provider: 'klavi', environment: 'sandbox', secret: 'secret/klavi', base_url: standIns.klavi.url, allowed_callers: all },
     { id: 'sir', provider: 'sir-giving', environment: 'sandbox', secret: 'secret/sir', base_url: standIns.sir.url, allowed_callers: all },
