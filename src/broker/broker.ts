@@ -68,7 +68,7 @@ export function createBroker (deps: BrokerDeps): Broker {
     cooldownMs: options.breakerCooldownMs,
     onStateChange: (credential, endpoint, state) => { observer.breakerState?.(credential.provider, state, endpoint) }
   })
-  const minter = createMinter({ readSecret, breakers, lifecycle, clock, log, observer })
+  const minter = createMinter({ readSecret, secrets, breakers, lifecycle, clock, log, observer })
   const scheduler = createScheduler({
     clock,
     lifecycle,

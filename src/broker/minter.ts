@@ -12,8 +12,8 @@ import type { BreakerRegistry } from './circuit-breaker.js'
 import type { GrantState } from './grant-state.js'
 import type { Lifecycle } from './lifecycle.js'
 import { servingMarginMs, type RefreshIntent } from './refresh-policy.js'
-import type { SecretReader } from './secret-reader.js'
-import type { BrokerObserver } from './types.js'
+import { rollbackSecret, type SecretReader } from './secret-reader.js'
+import type { BrokerObserver, BrokerSecrets } from './types.js'
 
 export interface Minted {
   grant: Grant
@@ -34,6 +34,7 @@ export interface Minter {
 
 export interface MinterDeps {
   readSecret: SecretReader
+  secrets: BrokerSecrets
   breakers: BreakerRegistry
   lifecycle: Lifecycle
   clock: Clock
@@ -41,7 +42,7 @@ export interface MinterDeps {
   observer: BrokerObserver
 }
 
-export function createMinter ({ readSecret, breakers, lifecycle, clock, log, observer }: MinterDeps): Minter {
+export function createMinter ({ readSecret, secrets, breakers, lifecycle, clock, log, observer }: MinterDeps): Minter {
   function context (state: { credential: GrantState['credential'] }, signal: AbortSignal = lifecycle.signal): ProviderContext {
     return { credential: state.credential, now: clock.now, log: log.child({ credentialId: state.credential.id }), signal }
   }
@@ -84,6 +85,22 @@ export function createMinter ({ readSecret, breakers, lifecycle, clock, log, obs
     }
   }
 
+  /**
+   * Secret rollover: the provider rejected the current version and no newer one exists; mint with the one
+   * before it when rollbackSecret allows (a young version), else rethrow the rejection.
+   */
+  async function rollBack (state: GrantState, current: SecretValue, rejection: unknown, signal: AbortSignal): Promise<{ grant: Grant, secret: SecretValue }> {
+    const previous = await rollbackSecret(secrets, state.credential, current, clock.now())
+    if (previous === undefined) throw rejection
+    try {
+      return { grant: await state.adapter.mint(previous.data, context(state, signal)), secret: previous }
+    } catch (err) {
+      // The previous version is refused too: the current version's rejection is the news.
+      if (err instanceof ProviderError && err.kind === 'permanent') throw rejection
+      throw err
+    }
+  }
+
   async function mint (state: GrantState, intent: RefreshIntent, previous: Grant | undefined, boundMs: number): Promise<Minted> {
     const { credential } = state
     const breaker = breakers.forCredential(credential)
@@ -101,6 +118,7 @@ export function createMinter ({ readSecret, breakers, lifecycle, clock, log, obs
     }
     const bounded = boundedSignal(boundMs)
     let grant: Grant
+    let rolledBackFrom: number | undefined
     try {
       try {
         grant = await callProvider(state, intent, secret.data, previous, bounded.signal)
@@ -109,10 +127,16 @@ export function createMinter ({ readSecret, breakers, lifecycle, clock, log, obs
         if (!(err instanceof ProviderError) || err.kind !== 'permanent' || state.variant.kind === 'user') throw err
         // Wrong credentials: the secret may have been rotated in Vault since we read it. Re-read once.
         const fresh = await readSecret(credential, true).catch(() => secret)
-        if (fresh.version === secret.version) throw err
-        log.info({ credentialId: credential.id, secretVersion: fresh.version }, 'retrying with a newer secret version')
-        secret = fresh
-        grant = await state.adapter.mint(secret.data, context(state, bounded.signal))
+        if (fresh.version !== secret.version) {
+          log.info({ credentialId: credential.id, secretVersion: fresh.version }, 'retrying with a newer secret version')
+          secret = fresh
+          grant = await state.adapter.mint(secret.data, context(state, bounded.signal))
+        } else {
+          const rolled = await rollBack(state, secret, err, bounded.signal)
+          grant = rolled.grant
+          rolledBackFrom = secret.version
+          secret = rolled.secret
+        }
       }
       // A grant that is (nearly) expired on arrival, from a clock-skewed provider or a very slow answer,
       // would be refreshed again at once, and again: treat it as the bad answer it is, with backoff.
@@ -131,6 +155,11 @@ export function createMinter ({ readSecret, breakers, lifecycle, clock, log, obs
     }
     breaker.success()
     grant.secretVersion = secret.version
+    if (rolledBackFrom !== undefined) {
+      grant.secretRolledBackFrom = rolledBackFrom
+      observer.rolledBack?.(credential.id)
+      log.warn({ credentialId: credential.id, secretVersion: secret.version, rejectedVersion: rolledBackFrom }, 'the provider rejected the current secret version; minted with the previous one')
+    }
     // A provider that answers a refresh without a refresh token keeps the old one valid: never replace it with nothing.
     if (grant.refreshToken === undefined && previous?.refreshToken !== undefined) grant.refreshToken = previous.refreshToken
     return { grant, startedAt }

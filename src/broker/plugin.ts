@@ -45,7 +45,8 @@ export const brokerPlugin = fp<BrokerPluginOptions>(async (app, options) => {
       leaseContention: credential => { metrics.leaseContention.inc({ credential }) },
       // Breakers are per endpoint ("kivra:production", or "kivra:sandbox:<base_url>" for a host override).
       breakerState: (provider, state, endpoint) => { metrics.circuitBreakerState.set({ provider, endpoint: endpoint.replace(/:$/, '') }, circuitBreakerStates[state]) },
-      rotated: credential => { metrics.secretRotations.inc({ credential }) }
+      rotated: credential => { metrics.secretRotations.inc({ credential }) },
+      rolledBack: credential => { metrics.secretRollbacks.inc({ credential }) }
     }
   })
   for (const credential of app.config.credentials) {
@@ -62,7 +63,8 @@ export const brokerPlugin = fp<BrokerPluginOptions>(async (app, options) => {
         credentialId: status.id,
         expiresInSeconds: (status.expiresAt - now) / 1000,
         lifetimeSeconds: grant === undefined ? undefined : (grant.expiresAt - grant.obtainedAt) / 1000,
-        refreshDueInSeconds: status.refreshDueAt === undefined ? undefined : (status.refreshDueAt - now) / 1000
+        refreshDueInSeconds: status.refreshDueAt === undefined ? undefined : (status.refreshDueAt - now) / 1000,
+        secretRolledBack: status.secretRolledBack
       }]
     })
   })

@@ -25,6 +25,7 @@ export function credentialStatus (entry: CredentialEntry, scheduler: Pick<Schedu
     nextRefreshAt: scheduler.nextRefreshAt(state),
     refreshDueAt: grant === undefined ? undefined : state.plannedAt,
     secretVersion: state.secretVersion,
+    secretRolledBack: grant?.secretRolledBackFrom !== undefined,
     consecutiveFailures: state.consecutiveFailures,
     ...counts,
     lastError: state.lastError()

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { CredentialConfig } from '../config.js'
 import type { ProviderKind, ProviderRegistry } from '../providers/catalog.js'
 import type { Grant, SessionUser, SigningRequest, WebhookInput, WebhookResult } from '../providers/types.js'
-import type { SecretSourceHealth, SecretValue } from '../secrets/types.js'
+import type { PreviousVersion, SecretSourceHealth, SecretValue } from '../secrets/types.js'
 import type { GrantStore } from '../store/types.js'
 import type { BackoffPolicy, Clock } from '../time.js'
 import type { CircuitState } from './circuit-breaker.js'
@@ -34,6 +34,8 @@ export interface CredentialStatus {
   /** When the held grant's proactive refresh is due by its schedule (a retry after a failure may be set for another moment). */
   refreshDueAt?: number | undefined
   secretVersion?: number | undefined
+  /** The held grant was minted with an older secret version than the current one, which the provider rejected (secret rollover). */
+  secretRolledBack?: boolean | undefined
   consecutiveFailures: number
   /** Scoped grants and Kigo user sessions this replica holds for the credential now (token credentials). */
   scopedGrants?: number | undefined
@@ -74,6 +76,8 @@ export interface Broker {
 export interface BrokerSecrets {
   get: (path: string) => Promise<SecretValue>
   reread: (path: string) => Promise<SecretValue>
+  /** The version before `current` (Vault keeps versions; the file source has none). */
+  previous: (path: string, current: number) => Promise<PreviousVersion | undefined>
   onRotation: (listener: (path: string, version: number) => void) => () => void
   health: () => SecretSourceHealth
   close: () => Promise<void>
@@ -93,6 +97,8 @@ export interface BrokerObserver {
   /** A provider endpoint's breaker changed state; `endpoint` names it (provider, environment, host override). */
   breakerState?: (provider: ProviderKind, state: CircuitState, endpoint: string) => void
   rotated?: (credentialId: string) => void
+  /** A grant was minted with the previous secret version because the provider rejected the current one. */
+  rolledBack?: (credentialId: string) => void
 }
 
 export interface BrokerOptions {

@@ -87,6 +87,8 @@ export interface GrantExpiryReading {
    * was not replaced). The planned moment is the latest one: pacing only ever moves a refresh earlier.
    */
   refreshDueInSeconds?: number | undefined
+  /** The grant was minted with the previous secret version (secret rollover). */
+  secretRolledBack?: boolean | undefined
 }
 
 /**
@@ -143,6 +145,10 @@ export interface Metrics {
   readonly readinessState: GaugeHandle<ReadinessStateValue>
   /** credential_broker_secret_rotations_total{credential} */
   readonly secretRotations: CounterHandle<CredentialLabel>
+  /** credential_broker_secret_rollbacks_total{credential}: grants minted with the previous secret version. */
+  readonly secretRollbacks: CounterHandle<CredentialLabel>
+  /** credential_broker_secret_rolled_back{credential}, from the grant source at scrape time. */
+  readonly secretRolledBack: LabelledGaugeHandle<CredentialLabel>
   /**
    * Makes credential_broker_grant_expiry_seconds, _grant_lifetime_seconds and _grant_refresh_due_seconds
    * computed at scrape time from `source` (replacing any values set directly), so they are never older
@@ -185,13 +191,9 @@ const refreshBuckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 export function createMetrics (registry: Registry = new Registry(), options: CreateMetricsOptions = {}): Metrics {
   const registers = [registry]
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> => new Counter({ name: `${metricPrefix}${name}`, help, labelNames, registers })
 
-  const tokenRequests = new Counter({
-    name: `${metricPrefix}token_requests_total`,
-    help: 'Token requests by credential and how they were answered (hit_local, hit_store, refreshed, stale, error).',
-    labelNames: ['credential', 'result'] as const,
-    registers
-  })
+  const tokenRequests = counter('token_requests_total', 'Token requests by credential and how they were answered (hit_local, hit_store, refreshed, stale, error).', ['credential', 'result'] as const)
   const tokenRequestDuration = new Histogram({
     name: `${metricPrefix}token_request_duration_seconds`,
     help: 'Time to answer a token request inside the broker, from authorization to a grant in hand.',
@@ -199,12 +201,7 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
     buckets: tokenRequestBuckets,
     registers
   })
-  const refreshes = new Counter({
-    name: `${metricPrefix}refreshes_total`,
-    help: 'Refresh attempts by provider, credential, result (success, transient_error, permanent_error, fenced_out) and reason (proactive, on_demand, rejected, rotation, forced).',
-    labelNames: ['provider', 'credential', 'result', 'reason'] as const,
-    registers
-  })
+  const refreshes = counter('refreshes_total', 'Refresh attempts by provider, credential, result (success, transient_error, permanent_error, fenced_out) and reason (proactive, on_demand, rejected, rotation, forced).', ['provider', 'credential', 'result', 'reason'] as const)
   const refreshDuration = new Histogram({
     name: `${metricPrefix}refresh_duration_seconds`,
     help: 'Duration of one provider mint or refresh call.',
@@ -214,18 +211,8 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
   })
 
   const grants = createGrantGauges(registers)
-  const leaseContention = new Counter({
-    name: `${metricPrefix}lease_contention_total`,
-    help: 'Refresh leases not taken because another replica or request held them.',
-    labelNames: ['credential'] as const,
-    registers
-  })
-  const staleGrantsServed = new Counter({
-    name: `${metricPrefix}stale_grants_served_total`,
-    help: 'Grants served past their refresh time because refreshing failed (stale-if-error; never past expiry).',
-    labelNames: ['credential'] as const,
-    registers
-  })
+  const leaseContention = counter('lease_contention_total', 'Refresh leases not taken because another replica or request held them.', ['credential'] as const)
+  const staleGrantsServed = counter('stale_grants_served_total', 'Grants served past their refresh time because refreshing failed (stale-if-error; never past expiry).', ['credential'] as const)
   const circuitBreakerState = new Gauge({
     name: `${metricPrefix}circuit_breaker_state`,
     help: 'Circuit breaker of one provider endpoint (provider:environment[:host override]): 0 closed, 1 half-open, 2 open.',
@@ -233,12 +220,8 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
     registers
   })
   const health = createHealthGauges(registers)
-  const secretRotations = new Counter({
-    name: `${metricPrefix}secret_rotations_total`,
-    help: 'New versions of a credential\'s client secret seen in Vault (each triggers a re-mint).',
-    labelNames: ['credential'] as const,
-    registers
-  })
+  const secretRotations = counter('secret_rotations_total', 'New versions of a credential\'s client secret seen in Vault (each triggers a re-mint).', ['credential'] as const)
+  const secretRollbacks = counter('secret_rollbacks_total', 'Grants minted with the previous secret version because the provider rejected the current one (secret rollover).', ['credential'] as const)
 
   return {
     registry,
@@ -256,6 +239,8 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
     redisUp: health.redisUp,
     readinessState: health.readinessState,
     secretRotations,
+    secretRollbacks,
+    secretRolledBack: grants.secretRolledBack,
     setGrantExpirySource: grants.setSource,
     setHealthSource: health.setSource,
     initCredential ({ id, provider, mintsTokens = true }) {
@@ -263,6 +248,7 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
       leaseContention.inc(credential, 0)
       staleGrantsServed.inc(credential, 0)
       secretRotations.inc(credential, 0)
+      secretRollbacks.inc(credential, 0)
       if (!mintsTokens) return
       for (const result of tokenRequestResults) tokenRequests.inc({ credential: id, result }, 0)
       for (const result of refreshResults) {
@@ -322,7 +308,7 @@ function createHealthGauges (registers: Registry[]): { vaultAuthenticated: Gauge
 }
 
 /** The per-credential grant gauges (expiry, lifetime, refresh due), computed from one grant source at scrape time. */
-function createGrantGauges (registers: Registry[]): { grantExpiry: Gauge<'credential'>, grantLifetime: Gauge<'credential'>, grantRefreshDue: Gauge<'credential'>, setSource: (source: GrantExpirySource | undefined) => void } {
+function createGrantGauges (registers: Registry[]): { grantExpiry: Gauge<'credential'>, grantLifetime: Gauge<'credential'>, grantRefreshDue: Gauge<'credential'>, secretRolledBack: Gauge<'credential'>, setSource: (source: GrantExpirySource | undefined) => void } {
   let grantExpirySource: GrantExpirySource | undefined
   /** A gauge per credential computed from the grant source at scrape time. */
   const grantGauge = (name: string, help: string, value: (reading: GrantExpiryReading) => number | undefined): Gauge<'credential'> => new Gauge({
@@ -344,5 +330,6 @@ function createGrantGauges (registers: Registry[]): { grantExpiry: Gauge<'creden
   // Next to the expiry, so an alert can be relative to the lifetime: a 5-minute token always has less than 5 minutes left.
   const grantLifetime = grantGauge('grant_lifetime_seconds', 'Whole lifetime of the grant this replica holds for a credential (expiry minus when it was obtained).', reading => reading.lifetimeSeconds)
   const grantRefreshDue = grantGauge('grant_refresh_due_seconds', 'Seconds until the planned proactive refresh of the grant this replica holds (negative once it is overdue).', reading => reading.refreshDueInSeconds)
-  return { grantExpiry, grantLifetime, grantRefreshDue, setSource: source => { grantExpirySource = source } }
+  const secretRolledBack = grantGauge('secret_rolled_back', '1 while the grant this replica holds was minted with the previous secret version because the provider rejected the current one (secret rollover).', reading => reading.secretRolledBack === undefined ? undefined : Number(reading.secretRolledBack))
+  return { grantExpiry, grantLifetime, grantRefreshDue, secretRolledBack, setSource: source => { grantExpirySource = source } }
 }

@@ -12,6 +12,8 @@ export interface Grant {
   refreshToken?: string | undefined
   /** Version of the client secret this grant was minted with; set by the broker, not by adapters. */
   secretVersion?: number | undefined
+  /** Set when the provider rejected this version of the secret and the grant was minted with the one before (secret rollover). */
+  secretRolledBackFrom?: number | undefined
   /**
    * When the proactive refresh of this grant is due: its planned time, or earlier where the minting
    * replica's pacer found a quieter second. Set by the broker and stored with the grant, so every replica

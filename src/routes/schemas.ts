@@ -72,6 +72,9 @@ export const CredentialStatusSchema = z.object({
   obtained_at: z.iso.datetime().optional(),
   next_refresh_at: z.iso.datetime().optional(),
   secret_version: z.number().int().optional(),
+  secret_rolled_back: z.boolean().optional().describe('the held grant was minted with the previous secret version: the provider rejected the current one (secret rollover)'),
+  scoped_grants: z.number().int().optional().describe('scoped grants this replica holds for the credential'),
+  user_sessions_cached: z.number().int().optional().describe('Kigo user sessions this replica keeps in memory (the rest are in Redis)'),
   consecutive_failures: z.number().int(),
   last_error: z.object({ kind: z.string(), provider_code: z.string().optional(), at: z.iso.datetime() }).optional()
 }).meta({ id: 'CredentialStatus' })
@@ -89,6 +92,9 @@ export function toStatusBody (status: CredentialStatus, kind: 'token' | 'signing
     obtained_at: iso(status.obtainedAt),
     next_refresh_at: iso(status.nextRefreshAt),
     secret_version: status.secretVersion,
+    secret_rolled_back: status.secretRolledBack,
+    scoped_grants: status.scopedGrants,
+    user_sessions_cached: status.userSessionsCached,
     consecutive_failures: status.consecutiveFailures,
     last_error: status.lastError === undefined ? undefined : { kind: status.lastError.kind, provider_code: status.lastError.providerCode, at: new Date(status.lastError.at).toISOString() }
   }

@@ -1,5 +1,5 @@
 import type { SecretsLog } from './log.js'
-import { type SecretSource, type SecretSourceHealth, type SecretValue } from './types.js'
+import type { PreviousVersion, SecretSource, SecretSourceHealth, SecretValue } from './types.js'
 import { systemTimers, type Timers } from '../time.js'
 import { SecretError } from '../errors.js'
 
@@ -13,6 +13,8 @@ export interface SecretManager {
   get: (path: string) => Promise<SecretValue>
   /** The held secret without any I/O, or undefined when the path was never read. */
   peek: (path: string) => SecretValue | undefined
+  /** The version before `current`, if the source keeps readable versions (SecretSource.previousVersion). */
+  previous: (path: string, current: number) => Promise<PreviousVersion | undefined>
   /**
    * Forces one fresh read (after a mint failed with a permanent error: the secret may have rotated).
    * Concurrent rereads of a path share one read. Throws when the source cannot answer; the held
@@ -140,6 +142,11 @@ export function createSecretManager (deps: SecretManagerDeps): SecretManager {
     },
 
     peek: path => held.get(path)?.value,
+
+    async previous (path, current) {
+      if (closed) throw new SecretError('unavailable', 'the secret manager is closed')
+      return await source.previousVersion?.(path, current)
+    },
 
     async reread (path) {
       if (closed) throw new SecretError('unavailable', 'the secret manager is closed')

@@ -25,6 +25,18 @@ export interface SecretSource {
   read: (path: string) => Promise<SecretValue>
   /** The latest version number without reading the data (KV v2 metadata); used by the rotation check. */
   latestVersion: (path: string) => Promise<number>
+  /**
+   * The version before `current` and when `current` was created, when the source keeps versions (Vault
+   * KV v2) and that version can still be read (not deleted or destroyed); undefined otherwise. Used to
+   * roll back to the previous secret when the provider rejects a new one (secret rollover).
+   */
+  previousVersion?: (path: string, current: number) => Promise<PreviousVersion | undefined>
   health: () => SecretSourceHealth
   close: () => Promise<void>
+}
+
+export interface PreviousVersion {
+  value: SecretValue
+  /** When the current version was written (epoch ms). */
+  currentCreatedAt: number
 }

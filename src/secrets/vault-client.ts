@@ -27,6 +27,12 @@ export class VaultRequestError extends SecretError {
   }
 }
 
+/** What KV v2 metadata says of a secret's versions. */
+export interface KvMetadata {
+  currentVersion: number
+  versions: ReadonlyMap<number, { createdAt: number, readable: boolean }>
+}
+
 /** One version of a KV v2 secret. */
 export interface KvSecretVersion {
   data: SecretData
@@ -65,6 +71,8 @@ export interface VaultClient {
   readKv: (mount: string, path: string, version?: number) => Promise<KvSecretVersion>
   /** GET <mount>/metadata/<path>: the current version number. */
   readKvVersion: (mount: string, path: string) => Promise<number>
+  /** GET <mount>/metadata/<path>: the current version and, per version, when it was created and whether it can still be read. */
+  readKvMetadata: (mount: string, path: string) => Promise<KvMetadata>
   /** GET auth/token/lookup-self */
   lookupSelf: () => Promise<VaultTokenInfo>
   /** POST auth/token/renew-self { increment } */
@@ -103,7 +111,17 @@ const KvReadReply = z.object({
     metadata: z.object({ version: z.number().int().positive() })
   })
 })
-const KvMetadataReply = z.object({ data: z.object({ current_version: z.number().int().nonnegative() }) })
+const KvMetadataReply = z.object({
+  data: z.object({
+    current_version: z.number().int().nonnegative(),
+    // Absent on the Vault versions we know only if the secret has none; each is { created_time, deletion_time, destroyed }.
+    versions: z.record(z.string(), z.object({
+      created_time: z.string(),
+      deletion_time: z.string().optional().default(''),
+      destroyed: z.boolean().optional().default(false)
+    })).optional().default({})
+  })
+})
 const LookupSelfReply = z.object({
   data: z.object({
     ttl: z.number().int().nonnegative(),
@@ -267,8 +285,16 @@ export function createVaultClient (deps: VaultClientDeps): VaultClient {
     },
 
     async readKvVersion (mount, path) {
+      return (await this.readKvMetadata(mount, path)).currentVersion
+    },
+
+    async readKvMetadata (mount, path) {
       const reply = await call({ label: `GET ${mount}/metadata/${path}` }, 'GET', `${encodePath(mount)}/metadata/${encodePath(path)}`, KvMetadataReply)
-      return reply.data.current_version
+      const versions = new Map(Object.entries(reply.data.versions).map(([number, version]) => [Number(number), {
+        createdAt: Date.parse(version.created_time),
+        readable: version.deletion_time === '' && !version.destroyed
+      }]))
+      return { currentVersion: reply.data.current_version, versions }
     },
 
     async lookupSelf () {

@@ -182,6 +182,16 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
       return await withVault(async () => await client.readKvVersion(mount, key))
     },
 
+    async previousVersion (path, current) {
+      const { mount, key } = splitSecretPath(path)
+      const metadata = await withVault(async () => await client.readKvMetadata(mount, key))
+      const currentCreatedAt = metadata.versions.get(current)?.createdAt
+      const previous = metadata.versions.get(current - 1)
+      if (currentCreatedAt === undefined || previous?.readable !== true) return undefined
+      const value = await withVault(async () => await client.readKv(mount, key, current - 1))
+      return { value, currentCreatedAt }
+    },
+
     health (): SecretSourceHealth {
       if (closed) return { state: 'down', detail: 'closed', authenticated: false }
       const status = auth.status()

@@ -21,6 +21,7 @@ export const GrantSchema = z.object({
   scope: z.string().optional(),
   refreshToken: z.string().optional(),
   secretVersion: z.number().int().optional(),
+  secretRolledBackFrom: z.number().int().optional(),
   refreshAt: z.number().optional()
 })
 

@@ -4,6 +4,8 @@ import { buildTestApp, exampleApiKey, sha256Hex, type TestApp } from '../support
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
 
+const adminKey = 'vault-test-admin-key-0123456789'
+
 describe('the broker on Vault (AppRole, encryption key held in Vault)', () => {
   let testApp: TestApp | undefined
   let vault: VaultStandIn | undefined
@@ -26,7 +28,7 @@ describe('the broker on Vault (AppRole, encryption key held in Vault)', () => {
     vault.writeSecret('secret/broker/token-key', { keys: `k1:${randomBytes(32).toString('base64')}` })
     testApp = await buildTestApp({
       credentialsFile: {
-        callers: [{ id: 'service', api_key_sha256: sha256Hex(exampleApiKey) }],
+        callers: [{ id: 'service', api_key_sha256: sha256Hex(exampleApiKey) }, { id: 'admin', api_key_sha256: sha256Hex(adminKey), admin: true }],
         credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/providers/kivra', base_url: kivra.url, allowed_callers: ['service'] }]
       },
       env: {
@@ -85,5 +87,20 @@ describe('the broker on Vault (AppRole, encryption key held in Vault)', () => {
     const after = await token(testApp)
     expect(after.body.access_token).not.toBe(before.body.access_token)
     expect(testApp.app.broker.statuses()[0]).toMatchObject({ secretVersion: 2 })
+  })
+  it('a new version the provider rejects: the admin view says rolled back, the metrics count it, tokens still flow', async () => {
+    const { testApp, vault, kivra } = await start()
+    expect((await token(testApp)).statusCode).toBe(200)
+    vault.writeSecret('secret/providers/kivra', { client_id: kivra.secret.client_id as string, client_secret: 'a-typo' })
+    await testApp.app.secrets.check()
+    await vi.waitFor(() => { expect(testApp.app.broker.statuses()[0]).toMatchObject({ secretRolledBack: true }) }, { timeout: 5000 })
+    const admin = await testApp.app.inject({ url: '/v1/admin/credentials', headers: { authorization: `Bearer ${adminKey}` } })
+    expect(admin.json<{ credentials: unknown[] }>().credentials[0]).toMatchObject({ id: 'kivra', secret_version: 1, secret_rolled_back: true, state: 'fresh' })
+    const metrics = (await testApp.app.inject('/metrics')).body
+    expect(metrics).toMatch(/^credential_broker_secret_rollbacks_total\{credential="kivra"\} 1$/m)
+    expect(metrics).toMatch(/^credential_broker_secret_rolled_back\{credential="kivra"\} 1$/m)
+    const answer = await token(testApp)
+    expect(answer.statusCode).toBe(200)
+    expect(kivra.isTokenValid(answer.body.access_token as string)).toBe(true)
   })
 })

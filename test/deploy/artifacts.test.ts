@@ -616,6 +616,7 @@ describe('deploy/prometheus/alerts.yaml', () => {
   metrics.grantExpiry.set({ credential: 'kivra-sandbox' }, 3600)
   metrics.grantLifetime.set({ credential: 'kivra-sandbox' }, 28_800)
   metrics.grantRefreshDue.set({ credential: 'kivra-sandbox' }, 18_000)
+  metrics.secretRolledBack.set({ credential: 'kivra-sandbox' }, 0)
   metrics.circuitBreakerState.set({ provider: 'kivra', endpoint: 'kivra:sandbox' }, 0)
   metrics.redisUp.set({ kind: 'redis', embedded: 'false' }, 1)
   metrics.vaultAuthenticated.set({ kind: 'vault', embedded: 'false' }, 1)
@@ -635,7 +636,7 @@ describe('deploy/prometheus/alerts.yaml', () => {
   it('has the alerts the README runbook describes', () => {
     expect(alertNames).toEqual(expect.arrayContaining([
       'CredentialCloseToExpiry', 'RefreshesFailing', 'PermanentCredentialRejection', 'VaultUnauthenticated',
-      'RedisDown', 'BrokerDegraded', 'CircuitBreakerOpen', 'BrokerAbsent'
+      'RedisDown', 'BrokerDegraded', 'CircuitBreakerOpen', 'BrokerAbsent', 'CredentialOnPreviousSecret'
     ]))
     expect(new Set(alertNames).size).toBe(alertNames.length)
   })

@@ -17,7 +17,9 @@ const contract: Record<string, { type: 'counter' | 'gauge' | 'histogram', labels
   credential_broker_vault_authenticated: { type: 'gauge', labels: ['embedded', 'kind'] },
   credential_broker_redis_up: { type: 'gauge', labels: ['embedded', 'kind'] },
   credential_broker_readiness_state: { type: 'gauge', labels: [] },
-  credential_broker_secret_rotations_total: { type: 'counter', labels: ['credential'] }
+  credential_broker_secret_rotations_total: { type: 'counter', labels: ['credential'] },
+  credential_broker_secret_rollbacks_total: { type: 'counter', labels: ['credential'] },
+  credential_broker_secret_rolled_back: { type: 'gauge', labels: ['credential'] }
 }
 
 async function valuesOf (registry: Registry, name: string): Promise<Array<{ labels: Record<string, string | number>, value: number, metricName?: string }>> {
@@ -54,6 +56,7 @@ describe('createMetrics', () => {
     metrics.grantExpiry.set({ credential: 'kivra-sandbox' }, 1200)
     metrics.grantLifetime.set({ credential: 'kivra-sandbox' }, 28_800)
     metrics.grantRefreshDue.set({ credential: 'kivra-sandbox' }, 600)
+    metrics.secretRolledBack.set({ credential: 'kivra-sandbox' }, 0)
     metrics.circuitBreakerState.set({ provider: 'kivra', endpoint: 'kivra:sandbox' }, 2)
     metrics.vaultAuthenticated.set({ kind: 'vault', embedded: 'false' }, 1)
     metrics.redisUp.set({ kind: 'redis', embedded: 'false' }, 1)
@@ -96,7 +99,7 @@ describe('initCredential', () => {
     const refreshes = await valuesOf(metrics.registry, 'credential_broker_refreshes_total')
     expect(refreshes).toHaveLength(refreshResults.length * refreshReasons.length)
     expect(refreshes.every(value => value.value === 0 && value.labels.provider === 'klavi')).toBe(true)
-    for (const name of ['credential_broker_lease_contention_total', 'credential_broker_stale_grants_served_total', 'credential_broker_secret_rotations_total']) {
+    for (const name of ['credential_broker_lease_contention_total', 'credential_broker_stale_grants_served_total', 'credential_broker_secret_rotations_total', 'credential_broker_secret_rollbacks_total']) {
       expect(await valuesOf(metrics.registry, name), name).toEqual([expect.objectContaining({ value: 0, labels: { credential: 'klavi-sandbox' } })])
     }
   })

@@ -40,6 +40,8 @@ export interface BrokerWorldOptions {
   log?: Logger
   /** Start the replicas (load grants, schedule refreshes); default true. */
   start?: boolean
+  /** Read secrets from this Vault (token auth) instead of the secrets file; `secrets` are then ignored. */
+  vault?: { addr: string, token: string }
   /** How often the secret managers look for new versions; default one hour (never, in a test). */
   secretCheckIntervalMs?: number
 }
@@ -65,7 +67,7 @@ export async function createBrokerWorld (options: BrokerWorldOptions): Promise<B
   const credentialsFile = tempFile('credentials.yaml', toYaml({ credentials: options.credentials.map(credential => ({ environment: 'sandbox', ...credential })) }))
   const config = loadConfig({
     CREDENTIALS_FILE: credentialsFile,
-    SECRETS_FILE: secretsFile,
+    ...(options.vault === undefined ? { SECRETS_FILE: secretsFile } : { VAULT_ADDR: options.vault.addr, VAULT_TOKEN: options.vault.token }),
     REDIS_URL: redisUrl,
     REDIS_KEY_PREFIX: prefix,
     TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64'),

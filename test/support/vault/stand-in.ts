@@ -29,6 +29,8 @@ export interface VaultStandIn {
   writeSecret: (path: string, data: Record<string, string>) => number
   /** Deletes all versions and the metadata of "<mount>/<path>" (or "<mount>:<path>"). */
   deleteSecret: (path: string) => void
+  /** Soft-deletes one version (DELETE <mount>/data/<path> with versions) or destroys it (PUT <mount>/destroy/<path>). */
+  retireVersion: (path: string, version: number, how: 'delete' | 'destroy') => void
   /** Enables a KV v2 mount (sys/mounts/<mount> with type kv, version 2); its name may hold slashes. */
   addKvMount: (mount: string) => void
   /** A named policy granting read on Vault-style paths ("secret/data/app/*", exact or trailing-* prefix). */
@@ -533,6 +535,12 @@ export async function startVaultStandIn (options: { now?: () => number, port?: n
     unsealKey,
     writeSecret: (path, data) => writeVersion(storedPath(path), data).version,
     deleteSecret: path => { secrets.delete(storedPath(path)) },
+    retireVersion: (path, number, how) => {
+      const version = secrets.get(storedPath(path))?.versions.get(number)
+      if (version === undefined) throw new Error(`no version ${number} of ${path}`)
+      if (how === 'delete') version.deletionTime = new Date(now()).toISOString()
+      else version.destroyed = true
+    },
     addKvMount: mount => { kvMounts.add(mount.replace(/^\/+|\/+$/g, '')) },
     createPolicy: (name, readPaths) => { policies.set(name, [...readPaths]) },
     createToken: (tokenOptions = {}) => issueToken({
