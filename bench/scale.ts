@@ -150,6 +150,7 @@ function trackedStore (store: GrantStore, tracker: ReturnType<typeof createSettl
     kind: store.kind,
     get: async key => await tracker.track(store.get(key)),
     acquireLease: async (key, ttlMs) => await tracker.track(store.acquireLease(key, ttlMs)),
+    renewLease: async (lease, ttlMs) => await tracker.track(store.renewLease(lease, ttlMs)),
     leaseRemainingMs: async key => await tracker.track(store.leaseRemainingMs(key)),
     releaseLease: async (lease, options) => { await tracker.track(store.releaseLease(lease, options)) },
     putGrant: async (lease, grant) => {

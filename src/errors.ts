@@ -118,6 +118,13 @@ export class ProviderError extends KindedError<ProviderErrorKind> {
   }
 }
 
+/** The provider endpoint's circuit is open: no call was made (the breaker's schedule says when one may be). */
+export class CircuitOpenError extends ProviderError {
+  constructor (retryAfterMs: number) {
+    super('transient', 'circuit open: the provider failed just now; waiting for the next probe', { retryAfterMs })
+  }
+}
+
 /** not_found: the path has no secret; denied: permission; unavailable: network, sealed, 5xx; invalid: bad shape. */
 export type SecretErrorKind = 'not_found' | 'denied' | 'unavailable' | 'invalid'
 

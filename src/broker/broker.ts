@@ -14,8 +14,9 @@
  *
  * docs/architecture.md draws the request path and the refresh protocol.
  */
-import { backoffDelayMs, defaultBackoff, systemClock } from '../time.js'
+import { systemClock } from '../time.js'
 import { ProviderError } from '../errors.js'
+import { defaultLocalRetry, retryDelayAfter } from './refresh-policy.js'
 import { createBreakerRegistry } from './circuit-breaker.js'
 import { createClusterRefresh, type Adopt } from './cluster-refresh.js'
 import { createCredentialTable } from './credential-table.js'
@@ -36,6 +37,8 @@ import type { Broker, BrokerDeps } from './types.js'
 
 /** How long close() waits for refreshes in flight (their provider calls are aborted; their leases released). */
 const closeWaitMs = 5_000
+/** A refresh lease lives this long unless its holder renews it (every third of it, while it works). */
+const defaultLeaseTtlMs = 3000
 
 export function createBroker (deps: BrokerDeps): Broker {
   const { store, secrets, providers, log } = deps
@@ -43,7 +46,7 @@ export function createBroker (deps: BrokerDeps): Broker {
   const observer = deps.observer ?? {}
   const options = deps.options ?? {}
   const random = options.random ?? Math.random
-  const backoff = options.backoff ?? defaultBackoff
+  const localRetry = options.backoff ?? defaultLocalRetry
 
   const table = createCredentialTable({
     credentials: deps.credentials,
@@ -58,14 +61,18 @@ export function createBroker (deps: BrokerDeps): Broker {
   const lifecycle = createLifecycle(table.size)
   const shared = createSharedStore(store, log)
   const readSecret = createSecretReader(secrets)
-  // A refresh may take two provider calls (Klavi: refresh, then mint on 401) and a secret read.
-  const leaseTtlMs = (state: GrantState): number => options.leaseTtlMs ?? 2 * state.credential.timeout_ms + 10_000
+  // The lease is short and renewed while its holder works (cluster-refresh.ts): a holder that dies is
+  // replaced within one lease period, whatever the provider's latency.
+  const leaseTtlMs = (): number => options.leaseTtlMs ?? defaultLeaseTtlMs
+  // The longest one refresh may work: two provider calls (Klavi: refresh, then mint on 401) and a secret read.
+  const workBoundMs = (state: GrantState): number => 2 * state.credential.timeout_ms + 10_000
   const waitTimeoutMs = (state: GrantState): number => options.waitTimeoutMs ?? state.credential.timeout_ms + 5_000
   const breakers = createBreakerRegistry({
     clock,
     log,
     failureThreshold: options.breakerFailureThreshold,
     cooldownMs: options.breakerCooldownMs,
+    random,
     onStateChange: (credential, endpoint, state) => { observer.breakerState?.(credential.provider, state, endpoint) }
   })
   const minter = createMinter({ readSecret, secrets, breakers, lifecycle, clock, log, observer })
@@ -77,29 +84,33 @@ export function createBroker (deps: BrokerDeps): Broker {
     retire: state => { table.retire(state) },
     pacing: options.pacing,
     maxConcurrentRefreshes: options.maxConcurrentRefreshes,
-    backoff,
+    waitMs: state => waitMs(state),
+    backoff: localRetry,
     random
   })
   const adopt: Adopt = (state, grant, fence) => {
     if (state.adopt(grant, fence, clock.now()) && !lifecycle.closing && state.consecutiveFailures === 0) scheduler.scheduleRefresh(state)
   }
-  const cluster = createClusterRefresh({ shared, minter, scheduler, adopt, lifecycle, clock, log, observer, leaseTtlMs })
+  /** How long a grant key must wait before its next attempt: its own pause, or its endpoint's, whichever is longer. */
+  const waitMs = (state: GrantState): number => Math.max(state.retryAt - clock.now(), breakers.forCredential(state.credential).blockedMs(), 0)
+  const cluster = createClusterRefresh({ shared, minter, scheduler, adopt, lifecycle, clock, log, observer, leaseTtlMs, workBoundMs })
   const flights = createSingleFlight({
     cluster,
     clock,
     waitTimeoutMs,
-    leaseTtlMs,
+    backgroundWaitMs: workBoundMs,
     onSuccess: state => {
       state.clearFailures()
       if (!lifecycle.closing) scheduler.scheduleRefresh(state)
     },
     onFailure: (state, err, intent) => {
-      const retryAfterMs = err instanceof ProviderError ? err.retryAfterMs : undefined
-      state.recordFailure(err, clock.now(), backoffDelayMs(state.consecutiveFailures + 1, retryAfterMs, backoff, random))
+      const permanent = err instanceof ProviderError && err.kind === 'permanent'
+      const failure = { consecutive: state.consecutiveFailures + 1, permanentRejections: state.permanentRejections + (permanent ? 1 : 0) }
+      state.recordFailure(err, clock.now(), retryDelayAfter(err, failure, localRetry, random))
       log.warn({ err, credentialId: state.credential.id, reason: intent.reason, attempt: state.consecutiveFailures }, 'refresh failed')
     }
   })
-  const tokens = createTokenService({ table, shared, flights, adopt, clock, observer, rejectionRefreshIntervalMs: options.rejectionRefreshIntervalMs })
+  const tokens = createTokenService({ table, shared, flights, adopt, clock, observer, waitMs, rejectionRefreshIntervalMs: options.rejectionRefreshIntervalMs })
   const signer = createSigner({ table, readSecret, providers, context: minter.context, clock, webhookToleranceSeconds: options.webhookToleranceSeconds ?? 300 })
   const unsubscribe = subscribeToNotices({ table, shared, secrets, flights, adopt, lifecycle, log, observer })
   let started = false

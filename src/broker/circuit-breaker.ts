@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { CredentialConfig } from '../config.js'
-import type { Clock } from '../time.js'
+import { backoffDelayMs, type Clock } from '../time.js'
 
 export type CircuitState = 'closed' | 'open' | 'half_open'
 
@@ -8,35 +8,49 @@ export interface CircuitBreaker {
   /** Whether a call may go to the provider now; when not, how long until it may. */
   check: () => { allowed: true } | { allowed: false, retryAfterMs: number }
   success: () => void
-  failure: () => void
+  /** A transient failure; `retryAfterMs` (a provider's Retry-After) is a floor of the next attempt. */
+  failure: (retryAfterMs?: number) => void
   /** A permitted call ended without reaching the provider: free the half-open probe slot. */
   abandon: () => void
   state: () => CircuitState
+  /** How long no call may go now (0 when one may). */
+  blockedMs: () => number
 }
 
 export interface CircuitBreakerOptions {
   clock: Clock
-  /** Consecutive transient failures that open the circuit. */
-  failureThreshold?: number
-  cooldownMs?: number
-  maxCooldownMs?: number
+  /** Consecutive transient failures that open the circuit. Default 1: every failure counts. */
+  failureThreshold?: number | undefined
+  /** The pause after the first failure; it doubles while probes fail, up to maxCooldownMs. Default 500 ms. */
+  cooldownMs?: number | undefined
+  /** Default 1500 ms: a provider that recovers is used again within 2 s of its first good answer. */
+  maxCooldownMs?: number | undefined
+  random?: (() => number) | undefined
   onStateChange?: (state: CircuitState) => void
 }
 
 /**
- * One per provider endpoint. While a provider is down, every credential on it would otherwise retry on
- * its own schedule; the breaker turns that into one probe per cooldown. The cooldown doubles while
- * probes keep failing (up to maxCooldownMs) and resets on the first success.
+ * One per provider endpoint, and the one retry schedule of everything that calls it: callers that need a
+ * token, proactive refreshes and retries all ask it, so however many credentials share the endpoint and
+ * however many callers wait, this replica sends the endpoint at most one call per cooldown while it fails
+ * (the half-open probe), and none sooner than the provider's Retry-After. The cooldown is short (0.5 s
+ * doubling to 1.5 s, with jitter so replicas do not probe in step): a provider that recovers is used again
+ * within 2 s by the next caller or the next scheduled retry, whichever comes first. Permanent refusals
+ * (wrong secret) are not the endpoint's failure: they have their own, slower probe (refresh-policy.ts).
  */
-export function createCircuitBreaker ({ clock, failureThreshold = 5, cooldownMs = 5_000, maxCooldownMs = 60_000, onStateChange }: CircuitBreakerOptions): CircuitBreaker {
+export function createCircuitBreaker ({ clock, failureThreshold = 1, cooldownMs = 500, maxCooldownMs = 1500, random = Math.random, onStateChange }: CircuitBreakerOptions): CircuitBreaker {
   let state: CircuitState = 'closed'
   let failures = 0
   let openUntil = 0
-  let currentCooldown = cooldownMs
   let probeInFlight = false
 
   const move = (next: CircuitState): void => {
     if (next !== state) { state = next; onStateChange?.(next) }
+  }
+  const open = (retryAfterMs: number | undefined): void => {
+    const cooldown = backoffDelayMs(Math.max(1, failures - failureThreshold + 1), undefined, { baseMs: cooldownMs, capMs: maxCooldownMs, jitterRatio: 0.25 }, random)
+    openUntil = clock.now() + Math.max(cooldown, retryAfterMs ?? 0)
+    move('open')
   }
 
   return {
@@ -48,30 +62,28 @@ export function createCircuitBreaker ({ clock, failureThreshold = 5, cooldownMs 
         probeInFlight = true
         return { allowed: true }
       }
-      return { allowed: false, retryAfterMs: Math.max(1000, openUntil - now) }
+      // A probe is out: its answer decides; ask again in a moment.
+      return { allowed: false, retryAfterMs: Math.max(250, openUntil - now) }
     },
     success () {
       failures = 0
       probeInFlight = false
-      currentCooldown = cooldownMs
       move('closed')
     },
-    failure () {
+    failure (retryAfterMs) {
       failures += 1
-      if (state === 'half_open') {
-        probeInFlight = false
-        currentCooldown = Math.min(maxCooldownMs, currentCooldown * 2)
-        openUntil = clock.now() + currentCooldown
-        move('open')
-      } else if (state === 'closed' && failures >= failureThreshold) {
-        openUntil = clock.now() + currentCooldown
-        move('open')
-      }
+      probeInFlight = false
+      if (state !== 'closed' || failures >= failureThreshold) open(retryAfterMs)
     },
     abandon () {
       probeInFlight = false
     },
-    state: () => state
+    state: () => state,
+    blockedMs () {
+      if (state === 'closed') return 0
+      if (state === 'half_open') return probeInFlight ? 250 : 0
+      return Math.max(0, openUntil - clock.now())
+    }
   }
 }
 
@@ -81,11 +93,12 @@ export interface BreakerRegistry {
 }
 
 /** The breakers of this replica, one per provider endpoint: provider, environment and host. */
-export function createBreakerRegistry ({ clock, log, failureThreshold, cooldownMs, onStateChange }: {
+export function createBreakerRegistry ({ clock, log, failureThreshold, cooldownMs, random, onStateChange }: {
   clock: Clock
   log: Logger
   failureThreshold?: number | undefined
   cooldownMs?: number | undefined
+  random?: (() => number) | undefined
   onStateChange?: (credential: CredentialConfig, endpoint: string, state: CircuitState) => void
 }): BreakerRegistry {
   const breakers = new Map<string, CircuitBreaker>()
@@ -98,6 +111,7 @@ export function createBreakerRegistry ({ clock, log, failureThreshold, cooldownM
           clock,
           failureThreshold,
           cooldownMs,
+          random,
           onStateChange: state => {
             log.warn({ provider: credential.provider, endpoint, state }, 'circuit breaker changed state')
             onStateChange?.(credential, endpoint, state)

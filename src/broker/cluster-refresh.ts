@@ -37,7 +37,10 @@ export interface ClusterRefreshDeps {
   clock: Clock
   log: Logger
   observer: BrokerObserver
+  /** How long a lease lives unless renewed; its holder renews it every third of that while it works. */
   leaseTtlMs: (state: GrantState) => number
+  /** The longest one refresh may work in all (its provider calls are aborted then). */
+  workBoundMs: (state: GrantState) => number
 }
 
 export function refreshTimeout (state: GrantState): BrokerError {
@@ -67,9 +70,9 @@ export function createClusterRefresh (deps: ClusterRefreshDeps): ClusterRefresh 
    * Mints and writes under `lease` (or keeps the grant locally when there is no lease: the store is down).
    * Returns the grant to serve and the fence it was stored under (undefined when it was not stored).
    */
-  async function mintAndWrite (state: GrantState, intent: RefreshIntent, lease: Lease | undefined, previous: Grant | undefined): Promise<{ grant: Grant, fence?: number }> {
+  async function mintAndWrite (state: GrantState, intent: RefreshIntent, lease: Lease | undefined, previous: Grant | undefined, lost?: AbortSignal): Promise<{ grant: Grant, fence?: number }> {
     const { credential } = state
-    const { grant, startedAt } = await mintOrForget(state, intent, lease, previous)
+    const { grant, startedAt } = await mintOrForget(state, intent, lease, previous, lost)
     const seconds = (): number => (performance.now() - startedAt) / 1000
     // The refresh moment is chosen once, here, and stored with the grant: every replica schedules it.
     deps.scheduler.pace(state, grant)
@@ -101,10 +104,12 @@ export function createClusterRefresh (deps: ClusterRefreshDeps): ClusterRefresh 
    * The mint, and when a caller's rejection report could not be answered with a new token, forget the
    * rejected one: it must not be served again (docs/providers.md: Kivra 40015 → drop the cached token).
    */
-  async function mintOrForget (state: GrantState, intent: RefreshIntent, lease: Lease | undefined, previous: Grant | undefined): ReturnType<Minter['mint']> {
+  async function mintOrForget (state: GrantState, intent: RefreshIntent, lease: Lease | undefined, previous: Grant | undefined, lost?: AbortSignal): ReturnType<Minter['mint']> {
     try {
-      return await minter.mint(state, intent, previous, Math.max(1000, deps.leaseTtlMs(state) - 1000))
+      return await minter.mint(state, intent, previous, deps.workBoundMs(state), lost)
     } catch (err) {
+      // The lease lapsed under us (this replica stalled, or Redis lost it): another replica refreshes now.
+      if (lost?.aborted === true) throw new BrokerError('CB_REFRESH_TIMEOUT', `the refresh lease of credential "${state.credential.id}" was lost; another replica refreshes`, { retryAfterSeconds: 1, cause: err })
       if (intent.reason === 'rejected' && intent.rejectedToken !== undefined) {
         if (lease !== undefined) await store.deleteGrant(lease).catch(() => false)
         if (state.held !== undefined && sameToken(state.held.accessToken, intent.rejectedToken)) state.forget()
@@ -113,10 +118,31 @@ export function createClusterRefresh (deps: ClusterRefreshDeps): ClusterRefresh 
     }
   }
 
+  /**
+   * Keeps a lease alive while its holder works: renewed every third of its life, so a holder that dies is
+   * replaced within one lease period however slow the provider is. A renewal that finds the lease gone
+   * (this replica stalled past it) aborts the work: another replica holds the lease and will refresh.
+   * A renewal that cannot reach Redis changes nothing: no other replica can take the lease either.
+   */
+  function keepLease (state: GrantState, lease: Lease): { lost: AbortSignal, stop: () => void } {
+    const ttl = deps.leaseTtlMs(state)
+    const lost = new AbortController()
+    const timer = setInterval(() => {
+      store.renewLease(lease, ttl).then(ours => {
+        if (ours || lost.signal.aborted) return
+        log.warn({ credentialId: state.credential.id }, 'refresh lease lost while refreshing; another replica takes over')
+        lost.abort(new DOMException('the refresh lease was lost', 'AbortError'))
+      }, () => { /* Redis unreachable: nobody can take the lease now */ })
+    }, Math.max(100, Math.floor(ttl / 3)))
+    timer.unref()
+    return { lost: lost.signal, stop: () => { clearInterval(timer) } }
+  }
+
   /** Under the lease: judge the newest grant known, mint if still needed, release (announcing a failure). */
   async function asHolder (state: GrantState, intent: RefreshIntent, lease: Lease): Promise<Grant> {
     // A write announces itself; anything else (nothing needed, a failure) is announced on release.
     let wrote = false
+    const kept = keepLease(state, lease)
     try {
       // Judge the newest grant known: the stored one if it is newer (adopted), else the one held here.
       // The timer that started a proactive refresh was set from the held grant; judging an older
@@ -125,11 +151,12 @@ export function createClusterRefresh (deps: ClusterRefreshDeps): ClusterRefresh 
       if (stored !== undefined) deps.adopt(state, stored.grant, stored.fence)
       const current = state.held ?? stored?.grant
       if (current !== undefined && !stale(state, current, intent)) return current
-      const minted = await mintAndWrite(state, intent, lease, current)
+      const minted = await mintAndWrite(state, intent, lease, current, kept.lost)
       wrote = minted.fence === lease.fence
       deps.adopt(state, minted.grant, minted.fence)
       return minted.grant
     } finally {
+      kept.stop()
       await store.releaseLease(lease, { announce: !wrote }).catch(err => { log.warn({ err, credentialId: state.credential.id }, 'could not release lease') })
     }
   }

@@ -33,16 +33,22 @@ export type CredentialEntry = TokenCredential | SigningCredential
 /** The failure history of a grant key since its last success. */
 interface Failures {
   consecutive: number
-  /** No on-demand provider call before this time (backoff after a failure). */
-  until: number
-  /** The last failure: answered again during the backoff, shown in status. */
+  /**
+   * No attempt for this grant key before this time: a rejected secret's next probe, or a short pause after
+   * a failure that was not the provider's (Vault). Transient provider failures leave it 0: the endpoint's
+   * breaker is their schedule.
+   */
+  retryAt: number
+  /** The last failure: answered again until the next attempt, shown in status. */
   last: unknown
   lastAt: number
-  /** The provider rejected our client credentials even after re-reading the secret; waits for a rotation. */
+  /** The provider rejected our client credentials even after re-reading the secret; probed on its own schedule. */
   permanent: ProviderError | undefined
+  /** Consecutive permanent rejections, for the probe's backoff. */
+  permanentRejections: number
 }
 
-const noFailures = (): Failures => ({ consecutive: 0, until: 0, last: undefined, lastAt: 0, permanent: undefined })
+const noFailures = (): Failures => ({ consecutive: 0, retryAt: 0, last: undefined, lastAt: 0, permanent: undefined, permanentRejections: 0 })
 
 /** One grant key's state on this replica: the grant held, its schedule, the refresh in flight, the failures. */
 export class GrantState {
@@ -76,7 +82,8 @@ export class GrantState {
   }
 
   get consecutiveFailures (): number { return this.failures.consecutive }
-  get failingUntil (): number { return this.failures.until }
+  get retryAt (): number { return this.failures.retryAt }
+  get permanentRejections (): number { return this.failures.permanentRejections }
   get lastFailure (): unknown { return this.failures.last }
   get permanent (): ProviderError | undefined { return this.failures.permanent }
 
@@ -105,14 +112,17 @@ export class GrantState {
     this.held = undefined
   }
 
-  /** A refresh failed: counts it and sets the backoff until the next on-demand attempt. */
-  recordFailure (err: unknown, now: number, backoffMs: number): void {
+  /** A refresh failed: counts it; `retryInMs` is this grant key's own pause before the next attempt (0: none). */
+  recordFailure (err: unknown, now: number, retryInMs: number): void {
     this.failures.consecutive += 1
     this.failures.last = err
     this.failures.lastAt = now
-    // A refused user session is not parked until a rotation: the next request may bring other details.
-    if (err instanceof ProviderError && err.kind === 'permanent' && this.variant.kind !== 'user') this.failures.permanent = err
-    this.failures.until = now + backoffMs
+    // A refused user session is not parked like a rejected secret: the next request may bring other details.
+    if (err instanceof ProviderError && err.kind === 'permanent' && this.variant.kind !== 'user') {
+      this.failures.permanent = err
+      this.failures.permanentRejections += 1
+    }
+    this.failures.retryAt = now + retryInMs
   }
 
   clearFailures (): void {
@@ -122,7 +132,7 @@ export class GrantState {
   /** A rotation or an operator asks for a new attempt at once: the backoff and a permanent rejection no longer hold. */
   allowRetryNow (): void {
     this.failures.permanent = undefined
-    this.failures.until = 0
+    this.failures.retryAt = 0
   }
 
   /**

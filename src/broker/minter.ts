@@ -4,7 +4,7 @@
  * touches the store; cluster-refresh.ts writes what it returns.
  */
 import type { Logger } from 'pino'
-import { ProviderError } from '../errors.js'
+import { CircuitOpenError, ProviderError } from '../errors.js'
 import type { Grant, ProviderContext, SecretData } from '../providers/types.js'
 import type { SecretValue } from '../secrets/types.js'
 import type { Clock } from '../time.js'
@@ -24,10 +24,10 @@ export interface Minted {
 export interface Minter {
   /**
    * A new grant for `state`, from the provider. `previous` is the newest grant known (refreshed rather than
-   * minted where the adapter can); `boundMs` is how long the call may take in all (it must end before the
-   * caller's lease does).
+   * minted where the adapter can); `boundMs` is how long the call may take in all; `lost` aborts it when the
+   * lease it runs under is lost (another replica refreshes now).
    */
-  mint: (state: GrantState, intent: RefreshIntent, previous: Grant | undefined, boundMs: number) => Promise<Minted>
+  mint: (state: GrantState, intent: RefreshIntent, previous: Grant | undefined, boundMs: number, lost?: AbortSignal) => Promise<Minted>
   /** The context an adapter call gets. */
   context: (state: { credential: GrantState['credential'] }, signal?: AbortSignal) => ProviderContext
 }
@@ -70,18 +70,19 @@ export function createMinter ({ readSecret, secrets, breakers, lifecycle, clock,
    * when the mint ends: AbortSignal.timeout/any would keep one timer and one listener per mint alive for
    * the whole bound, 10,000 of them at a cold start.)
    */
-  function boundedSignal (boundMs: number): { signal: AbortSignal, release: () => void } {
+  function boundedSignal (boundMs: number, lost: AbortSignal | undefined): { signal: AbortSignal, release: () => void } {
     const bound = new AbortController()
-    const onShutdown = (): void => { bound.abort(lifecycle.signal.reason) }
-    // A listener added to an already aborted signal never fires: a mint that starts during shutdown
-    // is aborted at once (and its lease released) rather than outliving the process.
-    if (lifecycle.signal.aborted) onShutdown()
-    else lifecycle.signal.addEventListener('abort', onShutdown, { once: true })
-    const timer = setTimeout(() => { bound.abort(new DOMException('the refresh outlived its lease', 'TimeoutError')) }, boundMs)
+    const sources = [lifecycle.signal, lost].filter((signal): signal is AbortSignal => signal !== undefined)
+    const onAbort = (): void => { bound.abort(lost?.aborted === true ? lost.reason : lifecycle.signal.reason) }
+    // A listener added to an already aborted signal never fires: a mint that starts during shutdown (or
+    // after its lease was lost) is aborted at once rather than outliving the process.
+    if (sources.some(signal => signal.aborted)) onAbort()
+    else for (const signal of sources) signal.addEventListener('abort', onAbort, { once: true })
+    const timer = setTimeout(() => { bound.abort(new DOMException('the refresh took longer than any refresh may', 'TimeoutError')) }, boundMs)
     timer.unref()
     return {
       signal: bound.signal,
-      release: () => { clearTimeout(timer); lifecycle.signal.removeEventListener('abort', onShutdown) }
+      release: () => { clearTimeout(timer); for (const signal of sources) signal.removeEventListener('abort', onAbort) }
     }
   }
 
@@ -101,13 +102,11 @@ export function createMinter ({ readSecret, secrets, breakers, lifecycle, clock,
     }
   }
 
-  async function mint (state: GrantState, intent: RefreshIntent, previous: Grant | undefined, boundMs: number): Promise<Minted> {
+  async function mint (state: GrantState, intent: RefreshIntent, previous: Grant | undefined, boundMs: number, lost?: AbortSignal): Promise<Minted> {
     const { credential } = state
     const breaker = breakers.forCredential(credential)
     const gate = breaker.check()
-    if (!gate.allowed) {
-      throw new ProviderError('transient', 'circuit open: the provider failed repeatedly; waiting before the next probe', { retryAfterMs: gate.retryAfterMs })
-    }
+    if (!gate.allowed) throw new CircuitOpenError(gate.retryAfterMs)
     const startedAt = performance.now()
     let secret: SecretValue
     try {
@@ -116,7 +115,7 @@ export function createMinter ({ readSecret, secrets, breakers, lifecycle, clock,
       breaker.abandon() // not the provider's fault: give a half-open probe slot back
       throw err
     }
-    const bounded = boundedSignal(boundMs)
+    const bounded = boundedSignal(boundMs, lost)
     let grant: Grant
     let rolledBackFrom: number | undefined
     try {
@@ -144,7 +143,9 @@ export function createMinter ({ readSecret, secrets, breakers, lifecycle, clock,
         throw new ProviderError('bad-response', `${credential.provider}: the provider answered a token that expires at once`)
       }
     } catch (err) {
-      if (err instanceof ProviderError && err.kind !== 'permanent') breaker.failure()
+      // A call aborted because our lease was lost says nothing about the provider.
+      if (lost?.aborted === true) breaker.abandon()
+      else if (err instanceof ProviderError && err.kind !== 'permanent') breaker.failure(err.retryAfterMs)
       else if (err instanceof ProviderError) breaker.success() // it answered: the provider is up
       else breaker.abandon()
       const result = err instanceof ProviderError && err.kind === 'permanent' ? 'permanent_error' : 'transient_error'

@@ -3,6 +3,8 @@
  * the time. Every judgement of a min_ttl and every "is a refresh needed" is made here.
  */
 import type { CredentialConfig } from '../config.js'
+import { ProviderError } from '../errors.js'
+import { backoffDelayMs, type BackoffPolicy } from '../time.js'
 import type { Grant } from '../providers/types.js'
 import { sameToken, unitHash } from './grant-identity.js'
 import type { RefreshReason } from './types.js'
@@ -126,4 +128,26 @@ export function defaultMinTtlSeconds (lifetimeSeconds: number | undefined): numb
 /** The least time between two refreshes forced by rejection reports, for grants of `lifetimeMs`. */
 export function rejectionRefreshIntervalMs (lifetimeMs: number): number {
   return Math.min(rejectionRefreshIntervalCapMs, minGrantAgeFraction * lifetimeMs)
+}
+
+/**
+ * A provider that rejects our secret is asked again after 15 s, doubling to 10 min: a rejection that was a
+ * blip on the provider's side heals on its own, a wrong secret costs one call per probe. A rotation in Vault
+ * or an operator's forced refresh tries at once.
+ */
+const permanentProbe: BackoffPolicy = { baseMs: 15_000, capMs: 10 * 60_000, jitterRatio: 0.2 }
+
+/** The pause of a grant key after a failure that was not the provider's (Vault unreachable): short, like the breaker's. */
+export const defaultLocalRetry: BackoffPolicy = { baseMs: 500, capMs: 1500, jitterRatio: 0.25 }
+
+/**
+ * How long a grant key waits on its own after a failed refresh, before the endpoint's breaker has its say:
+ * a rejected secret's probe interval; nothing for a transient provider failure (the breaker, shared by
+ * every credential of the endpoint, is the one schedule); a short pause for any other failure.
+ */
+export function retryDelayAfter (err: unknown, failure: { consecutive: number, permanentRejections: number }, local: BackoffPolicy, random: () => number): number {
+  if (err instanceof ProviderError) {
+    return err.kind === 'permanent' ? backoffDelayMs(failure.permanentRejections, undefined, permanentProbe, random) : 0
+  }
+  return backoffDelayMs(failure.consecutive, undefined, local, random)
 }

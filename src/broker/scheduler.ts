@@ -4,16 +4,16 @@
  */
 import { ProviderError } from '../errors.js'
 import type { Grant } from '../providers/types.js'
-import { backoffDelayMs, defaultBackoff, type BackoffPolicy, type Clock } from '../time.js'
+import { backoffDelayMs, type BackoffPolicy, type Clock } from '../time.js'
 import type { GrantState } from './grant-state.js'
 import type { Lifecycle } from './lifecycle.js'
 import { createLimiter } from './limiter.js'
 import { createRefreshPacer, type PacerOptions } from './pacer.js'
-import { earliestRefreshAt, plannedRefreshAt, type RefreshIntent } from './refresh-policy.js'
+import { defaultLocalRetry, earliestRefreshAt, plannedRefreshAt, type RefreshIntent } from './refresh-policy.js'
 import { createTimerHeap } from './timer-heap.js'
 
-/** How long a credential whose secret the provider rejects waits before the provider is asked again (unless rotated or forced). */
-const permanentProbeIntervalMs = 10 * 60_000
+/** The least time between two attempts of one grant key, whatever its schedule says (no retry loop). */
+const minRetryMs = 250
 
 export interface Scheduler {
   /** Books a freshly minted grant's refresh with the pacer and records the moment in the grant, before it is stored. */
@@ -39,13 +39,16 @@ export interface SchedulerDeps {
   retire: (state: GrantState) => void
   pacing?: PacerOptions | false | undefined
   maxConcurrentRefreshes?: number | undefined
+  /** How long a grant key must still wait: its own pause or its endpoint breaker's (broker.ts). */
+  waitMs: (state: GrantState) => number
+  /** The pause between retries of one grant key when nothing else says (the breaker never opened). */
   backoff?: BackoffPolicy | undefined
   random?: (() => number) | undefined
 }
 
 export function createScheduler (deps: SchedulerDeps): Scheduler {
   const { clock, lifecycle } = deps
-  const backoff = deps.backoff ?? defaultBackoff
+  const backoff = deps.backoff ?? defaultLocalRetry
   const random = deps.random ?? Math.random
   const limit = createLimiter(deps.maxConcurrentRefreshes ?? 16)
   const pacer = deps.pacing === false ? undefined : createRefreshPacer(deps.pacing)
@@ -56,12 +59,13 @@ export function createScheduler (deps: SchedulerDeps): Scheduler {
     timers.schedule(state.key, at)
   }
 
-  /** A refresh that failed is tried again after the backoff (or, for a rejected secret, the probe interval). */
+  /**
+   * A refresh that failed is tried again when its schedule allows: the grant key's own pause (a rejected
+   * secret's probe) or its endpoint breaker's, whichever ends later — one schedule, never two added up.
+   */
   function retryAfterFailure (state: GrantState, err: unknown): void {
-    const retryIn = state.permanent !== undefined
-      ? permanentProbeIntervalMs
-      : backoffDelayMs(Math.max(1, state.consecutiveFailures), err instanceof ProviderError ? err.retryAfterMs : undefined, backoff, random)
-    scheduleAt(state, clock.now() + retryIn)
+    const floor = backoffDelayMs(Math.max(1, state.consecutiveFailures), err instanceof ProviderError ? err.retryAfterMs : undefined, backoff, random)
+    scheduleAt(state, clock.now() + Math.max(minRetryMs, deps.waitMs(state), floor))
   }
 
   function proactive (key: string): void {

@@ -4,7 +4,7 @@
  * its own deadline, across joined refreshes and its own; a refresh outlives a caller that gave up, and
  * is shared with the next one.
  */
-import { BrokerError } from '../errors.js'
+import { BrokerError, CircuitOpenError } from '../errors.js'
 import type { Grant } from '../providers/types.js'
 import { withTimeout, type Clock } from '../time.js'
 import { refreshTimeout, type ClusterRefresh } from './cluster-refresh.js'
@@ -20,16 +20,17 @@ export interface SingleFlightDeps {
   clock: Clock
   /** How long a waiting caller may wait in all. */
   waitTimeoutMs: (state: GrantState) => number
-  /** How long a background refresh waits for another replica's lease before giving up (it is rescheduled). */
-  leaseTtlMs: (state: GrantState) => number
+  /** How long a background refresh waits for another replica's refresh before giving up (it is rescheduled). */
+  backgroundWaitMs: (state: GrantState) => number
   /** A refresh of this replica succeeded. */
   onSuccess: (state: GrantState) => void
   /** A refresh of this replica failed (not counted: a wait that timed out, or shutdown). */
   onFailure: (state: GrantState, err: unknown, intent: RefreshIntent) => void
 }
 
-/** A failure of waiting, not of refreshing: it says nothing about the provider. */
-const isWaitFailure = (err: unknown): boolean => err instanceof BrokerError && (err.code === 'CB_REFRESH_TIMEOUT' || err.code === 'CB_NOT_READY')
+/** A failure of waiting, not of refreshing (a closed circuit made no call): it says nothing new about the provider. */
+const isWaitFailure = (err: unknown): boolean =>
+  err instanceof CircuitOpenError || (err instanceof BrokerError && (err.code === 'CB_REFRESH_TIMEOUT' || err.code === 'CB_NOT_READY'))
 
 export function createSingleFlight (deps: SingleFlightDeps): SingleFlight {
   const { cluster, clock } = deps
@@ -64,7 +65,7 @@ export function createSingleFlight (deps: SingleFlightDeps): SingleFlight {
 
   async function refresh (state: GrantState, intent: RefreshIntent): Promise<Grant> {
     const callerWaiting = isCallerWaiting(intent)
-    const deadline = Date.now() + (callerWaiting ? deps.waitTimeoutMs(state) : deps.leaseTtlMs(state))
+    const deadline = Date.now() + (callerWaiting ? deps.waitTimeoutMs(state) : deps.backgroundWaitMs(state))
     // Claiming the flight must be synchronous when none runs: two callers in one tick would otherwise both start one.
     if (state.inflight !== undefined) {
       const joined = await join(state, intent, deadline)

@@ -3,7 +3,7 @@
  * refresh), a report that the provider rejected a token, an operator's forced refresh; and how an engine
  * failure is answered (the BrokerError a caller sees).
  */
-import { BrokerError, ProviderError } from '../errors.js'
+import { BrokerError, CircuitOpenError, ProviderError } from '../errors.js'
 import { descriptorOf } from '../providers/catalog.js'
 import type { Grant } from '../providers/types.js'
 import type { Clock } from '../time.js'
@@ -30,6 +30,8 @@ export interface TokenServiceDeps {
   adopt: Adopt
   clock: Clock
   observer: BrokerObserver
+  /** How long a grant key must still wait before its next attempt (its own pause, or its endpoint breaker's). */
+  waitMs: (state: GrantState) => number
   /** Overrides the rejection-refresh interval (tests); default min(30 s, 10 % of the lifetime). */
   rejectionRefreshIntervalMs?: number | undefined
 }
@@ -43,19 +45,21 @@ const lifetimeMsOf = (grant: Grant): number => grant.expiresAt - grant.obtainedA
 type Served = Pick<IssuedToken, 'grant' | 'source'>
 
 /**
- * The BrokerError a caller sees for a failure of the engine: a provider error becomes a stable code;
- * `backoffLeftMs` is how long the credential's backoff still runs (a floor of Retry-After).
+ * The BrokerError a caller sees for a failure of the engine: a provider error becomes a stable code, and
+ * every answer that may change says when to try again. `waitMs` is how long the grant key's schedule
+ * still holds off the next attempt (a floor of Retry-After).
  */
-export function toBrokerError (credentialId: string, err: unknown, backoffLeftMs = 0): unknown {
+export function toBrokerError (credentialId: string, err: unknown, waitMs = 0): unknown {
   if (err instanceof BrokerError) return err
-  if (err instanceof ProviderError) {
-    if (err.kind === 'permanent') {
-      return new BrokerError('CB_PROVIDER_REJECTED_CREDENTIALS', `the provider rejected the client credentials of "${credentialId}"${err.providerCode === undefined ? '' : ` (provider code ${err.providerCode})`}; the secret needs rotating`, { cause: err, extensions: { provider_code: err.providerCode } })
-    }
-    const retryAfterSeconds = Math.max(1, Math.ceil(Math.max(err.retryAfterMs ?? 0, backoffLeftMs) / 1000))
-    return new BrokerError('CB_PROVIDER_UNAVAILABLE', `the provider of "${credentialId}" is unavailable and no grant with enough life is held`, { cause: err, retryAfterSeconds })
+  if (!(err instanceof ProviderError)) return err
+  const retryAfterSeconds = Math.max(1, Math.ceil(Math.max(err.retryAfterMs ?? 0, waitMs) / 1000))
+  if (err.kind === 'permanent') {
+    return new BrokerError('CB_PROVIDER_REJECTED_CREDENTIALS', `the provider rejected the client credentials of "${credentialId}"${err.providerCode === undefined ? '' : ` (provider code ${err.providerCode})`}; the secret needs rotating`, { cause: err, retryAfterSeconds, extensions: { provider_code: err.providerCode } })
   }
-  return err
+  if (err.kind === 'bad-response') {
+    return new BrokerError('CB_PROVIDER_BAD_RESPONSE', `the provider of "${credentialId}" answered something the broker cannot use, and no grant with enough life is held`, { cause: err, retryAfterSeconds })
+  }
+  return new BrokerError('CB_PROVIDER_UNAVAILABLE', `the provider of "${credentialId}" is unavailable and no grant with enough life is held`, { cause: err, retryAfterSeconds })
 }
 
 export function createTokenService (deps: TokenServiceDeps): TokenService {
@@ -66,7 +70,7 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
     if (state.variant.kind === 'user' && err instanceof ProviderError && err.kind === 'permanent') {
       return new BrokerError('CB_USER_SESSION_REFUSED', `the provider refused the user session of "${state.credential.id}" (HTTP ${err.status ?? 'error'})`, { cause: err, extensions: { provider_status: err.status } })
     }
-    return toBrokerError(state.credential.id, err, state.failingUntil - clock.now())
+    return toBrokerError(state.credential.id, err, deps.waitMs(state))
   }
 
   function issue (credentialId: string, served: Served, started: number): IssuedToken {
@@ -79,15 +83,18 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
     return err
   }
 
-  /** Within a failure backoff, answer at once rather than letting callers drive the provider harder. */
+  /**
+   * While this grant key's schedule holds off the next attempt (its own pause, or its endpoint's breaker),
+   * answer at once with when to try again, rather than letting callers drive the provider harder. A
+   * refresh already running on this replica is joined instead.
+   */
   function backoffAnswer (state: GrantState): BrokerError | undefined {
-    if (state.permanent !== undefined) return answerFor(state, state.permanent) as BrokerError
-    const now = clock.now()
-    if (now >= state.failingUntil || state.inflight !== undefined) return undefined
-    const retryAfterSeconds = Math.max(1, Math.ceil((state.failingUntil - now) / 1000))
-    const last = answerFor(state, state.lastFailure)
-    if (last instanceof BrokerError && last.code !== 'CB_PROVIDER_UNAVAILABLE') return new BrokerError(last.code, last.message, { retryAfterSeconds, extensions: last.extensions })
-    return new BrokerError('CB_PROVIDER_UNAVAILABLE', `the provider of "${state.credential.id}" is failing and no grant with enough life is held`, { retryAfterSeconds })
+    if (state.inflight !== undefined) return undefined
+    const waitMs = deps.waitMs(state)
+    if (waitMs <= 0) return undefined
+    const last = state.permanent ?? state.lastFailure ?? new CircuitOpenError(waitMs)
+    const answer = answerFor(state, last)
+    return answer instanceof BrokerError ? answer : new BrokerError('CB_PROVIDER_UNAVAILABLE', `the provider of "${state.credential.id}" is failing and no grant with enough life is held`, { retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000)) })
   }
 
   function unsatisfiable (state: GrantState, minTtlSeconds: number, grant: Grant, fresh: boolean): BrokerError {
@@ -217,7 +224,8 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
       if (current !== undefined && state.inflight === undefined && sinceLast < interval) {
         throw failed(credentialId, started, new BrokerError('CB_RATE_LIMITED', `credential "${credentialId}" was refreshed on a rejection report moments ago; one such refresh per ${Math.ceil(interval / 1000)} s`, { retryAfterSeconds: Math.max(1, Math.ceil((interval - sinceLast) / 1000)) }))
       }
-      if (state.permanent !== undefined) throw answerFor(state, state.permanent)
+      const waiting = backoffAnswer(state)
+      if (waiting !== undefined) throw waiting
       state.lastRejectionRefreshAt = clock.now()
       try {
         return issue(credentialId, { grant: await flights.refresh(state, { reason: 'rejected', rejectedToken }), source: 'refreshed' }, started)

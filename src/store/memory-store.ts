@@ -102,6 +102,15 @@ export function createMemoryGrantStore (deps: MemoryGrantStoreDeps = {}): Memory
       return held === undefined ? 0 : Math.max(0, held.expiresAt - now())
     },
 
+    async renewLease (lease, ttlMs) {
+      assertOpen()
+      checkGrantKey(lease.key)
+      const held = leases.get(lease.key)
+      if (held === undefined || held.owner !== lease.owner || held.expiresAt <= now()) return false
+      held.expiresAt = now() + checkLeaseTtl(ttlMs)
+      return true
+    },
+
     async releaseLease (lease, options) {
       assertOpen()
       checkGrantKey(lease.key)

@@ -4,7 +4,11 @@
  * write" single operations. Every key a script touches shares one hash tag, so each stays in one slot.
  */
 /**
- * KEYS: lease, fence. ARGV: owner, ttl ms. Returns the new fence, or nil when someone holds the lease.
+ * KEYS: lease, fence. ARGV: owner, ttl ms, longest sane ttl ms. Returns the new fence, or nil when someone
+ * holds the lease.
+ *
+ * A lease without an expiry (left by a bug, or set by hand) or with far more left than any holder asks
+ * for would block its grant key for ever: it is treated as broken and taken over.
  *
  * The new fence is one more than the last, and never less than the server's clock in milliseconds.
  * Replication is asynchronous: when a master fails, the replica that takes over may not have seen the
@@ -14,6 +18,8 @@
  * TIME before a write is allowed since Redis 5 (scripts replicate their effects, not the script).
  */
 const acquireLeaseScript = `
+local left = redis.call('PTTL', KEYS[1])
+if left == -1 or left > tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local time = redis.call('TIME')
   local clock = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -34,6 +40,15 @@ const releaseLeaseScript = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   if ARGV[4] == '1' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+  return 1
+end
+return 0
+`
+
+/** KEYS: lease. ARGV: owner, ttl ms. Extends the lease only if we still own it: 1, else 0 (it lapsed and may be another's). */
+const renewLeaseScript = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 return 0
@@ -71,12 +86,14 @@ return 1
 export const grantScripts = {
   cbAcquireLease: { numberOfKeys: 2, lua: acquireLeaseScript },
   cbReleaseLease: { numberOfKeys: 1, lua: releaseLeaseScript },
+  cbRenewLease: { numberOfKeys: 1, lua: renewLeaseScript },
   cbPutGrant: { numberOfKeys: 2, lua: putGrantScript },
   cbDeleteGrant: { numberOfKeys: 2, lua: deleteGrantScript }
 } as const
 
 export interface GrantScripts {
-  cbAcquireLease: (leaseKey: string, fenceKey: string, owner: string, ttlMs: number) => Promise<number | null>
+  cbAcquireLease: (leaseKey: string, fenceKey: string, owner: string, ttlMs: number, maxSaneTtlMs: number) => Promise<number | null>
+  cbRenewLease: (leaseKey: string, owner: string, ttlMs: number) => Promise<number>
   cbReleaseLease: (leaseKey: string, owner: string, channel: string, key: string, announce: string) => Promise<number>
   cbPutGrant: (grantKey: string, fenceKey: string, fence: string, value: string, ttlMs: number, channel: string, key: string) => Promise<number>
   cbDeleteGrant: (grantKey: string, fenceKey: string, fence: string, channel: string, key: string) => Promise<number>

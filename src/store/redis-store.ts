@@ -5,7 +5,7 @@ import { z } from 'zod'
 import type { GrantCipher } from './encryption.js'
 import { notifyListeners, type GrantListener } from './listeners.js'
 import type { GrantStore, Lease, StoreHealth } from './types.js'
-import { checkGrant, checkGrantKey, checkLeaseTtl, grantTimeToLive } from './validate.js'
+import { checkGrant, checkGrantKey, checkLeaseTtl, grantTimeToLive, maxSaneLeaseTtl } from './validate.js'
 import { parseStored } from './parse-stored.js'
 import { StoreError } from '../errors.js'
 import { withTimeout } from '../time.js'
@@ -370,7 +370,7 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
       const owner = randomUUID()
       let fence: number | null
       try {
-        fence = await run(async () => await scripts.cbAcquireLease(keys.lease, keys.fence, owner, ttl))
+        fence = await run(async () => await scripts.cbAcquireLease(keys.lease, keys.fence, owner, ttl, maxSaneLeaseTtl(ttl)))
       } catch (err) {
         // A command that timed out on our side may still run when Redis catches up, leaving a lease
         // nobody knows it holds; every other replica would wait it out. Release it once Redis is back.
@@ -380,6 +380,12 @@ export function createRedisGrantStore (options: RedisGrantStoreOptions): RedisGr
       knownKeys.add(key)
       if (fence === null) return null
       return { key, owner, fence: Number(fence) } satisfies Lease
+    },
+
+    async renewLease (lease, ttlMs) {
+      const keys = keysOf(lease.key)
+      const renewed = await run(async () => await scripts.cbRenewLease(keys.lease, lease.owner, checkLeaseTtl(ttlMs)))
+      return renewed === 1
     },
 
     async releaseLease (lease, options) {

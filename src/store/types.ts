@@ -25,6 +25,12 @@ export interface GrantStore {
   get: (key: string) => Promise<StoredGrant | null>
   /** Take the refresh lease for a key, or null when another owner holds it. */
   acquireLease: (key: string, ttlMs: number) => Promise<Lease | null>
+  /**
+   * Extends a lease we hold to `ttlMs` from now, if it is still ours: true, else false (it lapsed, and may
+   * be another's now). A holder renews a short lease while it works, so a holder that dies is replaced
+   * within one lease period whatever the provider's latency.
+   */
+  renewLease: (lease: Lease, ttlMs: number) => Promise<boolean>
   /** How long the current lease on a key has left (0 when none): how long a waiter may have to wait for a holder that died. */
   leaseRemainingMs: (key: string) => Promise<number>
   /**

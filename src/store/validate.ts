@@ -30,3 +30,8 @@ export function checkGrant (grant: Grant): Grant {
 export function grantTimeToLive (grant: Grant, now: number): number {
   return Math.ceil(grant.expiresAt - now)
 }
+
+/** The longest a lease may have left and still be taken for a holder's: more means it was set by something else (and would block its key). */
+export function maxSaneLeaseTtl (ttlMs: number): number {
+  return Math.max(60_000, 4 * ttlMs)
+}

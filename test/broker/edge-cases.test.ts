@@ -18,13 +18,14 @@ afterEach(async () => {
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-async function kivraWorld (options: { replicas?: number, lifetimeSeconds?: number, start?: boolean, refresh?: RefreshPolicy, brokerOptions?: NonNullable<Parameters<typeof createBrokerWorld>[0]['options']> } = {}): Promise<{ world: BrokerWorld, kivra: KivraStandIn }> {
+async function kivraWorld (options: { replicas?: number, lifetimeSeconds?: number, start?: boolean, refresh?: RefreshPolicy, stalledRenewals?: number[], brokerOptions?: NonNullable<Parameters<typeof createBrokerWorld>[0]['options']> } = {}): Promise<{ world: BrokerWorld, kivra: KivraStandIn }> {
   kivra = await startKivraStandIn({ lifetimeSeconds: options.lifetimeSeconds })
   world = await createBrokerWorld({
     ...standInCredential(kivra, { id: 'kivra', provider: 'kivra', refresh: options.refresh }),
     replicas: options.replicas,
     start: options.start,
-    options: options.brokerOptions
+    options: options.brokerOptions,
+    stalledRenewals: options.stalledRenewals
   })
   return { world, kivra }
 }
@@ -69,7 +70,8 @@ describe('edge cases of the refresh engine', () => {
   })
 
   it('a refresher fenced out by a later lease still answers with the valid token it minted', async () => {
-    const { world, kivra } = await kivraWorld({ replicas: 2, start: false, refresh: notDueFor10s, brokerOptions: { leaseTtlMs: 300, waitTimeoutMs: 5000 } })
+    // Replica A renews nothing: to Redis it stalled past its lease.
+    const { world, kivra } = await kivraWorld({ replicas: 2, start: false, refresh: notDueFor10s, stalledRenewals: [0], brokerOptions: { leaseTtlMs: 300, waitTimeoutMs: 5000 } })
     const [a, b] = world.replicas as [NonNullable<BrokerWorld['replicas'][0]>, NonNullable<BrokerWorld['replicas'][0]>]
     await seedGrant(a, kivra, 'old-token', lifetimeOf600sWith40sLeft())
     await sleep(60)

@@ -183,7 +183,8 @@ describe('fencing', () => {
       ...standInCredential(kivra, { id: 'kivra', provider: 'kivra' }),
       replicas: 2,
       start: false,
-      options: { leaseTtlMs: 300 }
+      options: { leaseTtlMs: 300 },
+      stalledRenewals: [0] // replica 0 renews nothing: to Redis it stalled past its lease
     })
     const [a, b] = world.replicas as [typeof world.replicas[0], typeof world.replicas[0]]
     kivra.setFault({ kind: 'latency', ms: 800 }, { times: 1 }) // past A's 300 ms lease, within its 1 s work bound

@@ -157,25 +157,38 @@ describe('backoff', () => {
 })
 
 describe('circuit breaker', () => {
-  it('opens after the threshold, lets one probe through after the cooldown, closes on success', () => {
+  const half = (): number => 0.5
+  it('opens at the threshold, lets one probe through after a short cooldown that doubles to its cap, closes on success', () => {
     const clock = new FakeClock(0)
     const states: string[] = []
-    const breaker = createCircuitBreaker({ clock, failureThreshold: 3, cooldownMs: 1000, onStateChange: state => states.push(state) })
+    const breaker = createCircuitBreaker({ clock, failureThreshold: 3, cooldownMs: 400, maxCooldownMs: 1000, random: half, onStateChange: state => states.push(state) })
     for (let i = 0; i < 3; i++) { expect(breaker.check().allowed).toBe(true); breaker.failure() }
     expect(breaker.state()).toBe('open')
-    expect(breaker.check()).toEqual({ allowed: false, retryAfterMs: 1000 })
-    clock.advance(1000)
+    // Jitter takes up to a quarter off: 400 ms × (1 − 0.25 × 0.5).
+    expect(breaker.blockedMs()).toBe(350)
+    expect(breaker.check()).toEqual({ allowed: false, retryAfterMs: 350 })
+    clock.advance(350)
     expect(breaker.check().allowed).toBe(true) // the probe
     expect(breaker.check().allowed).toBe(false) // only one at a time
-    breaker.failure() // probe failed: open again, longer
-    expect(breaker.state()).toBe('open')
-    clock.advance(1999)
-    expect(breaker.check().allowed).toBe(false)
-    clock.advance(1)
+    breaker.failure() // probe failed: open again, twice as long
+    expect(breaker.blockedMs()).toBe(700)
+    breaker.failure()
+    breaker.failure()
+    expect(breaker.blockedMs()).toBe(875) // capped at 1000 ms before jitter
+    clock.advance(875)
     expect(breaker.check().allowed).toBe(true)
     breaker.success()
     expect(breaker.state()).toBe('closed')
+    expect(breaker.blockedMs()).toBe(0)
     expect(states).toEqual(['open', 'half_open', 'open', 'half_open', 'closed'])
+  })
+
+  it('by default opens at the first failure and honours Retry-After as a floor', () => {
+    const clock = new FakeClock(0)
+    const breaker = createCircuitBreaker({ clock, random: half })
+    breaker.failure(7000)
+    expect(breaker.state()).toBe('open')
+    expect(breaker.blockedMs()).toBe(7000)
   })
 
   it('an abandoned probe frees the slot without closing the circuit', () => {

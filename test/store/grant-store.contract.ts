@@ -130,6 +130,19 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         expect(second.fence).toBeGreaterThan(first.fence)
       })
 
+      it('renews a lease for its owner only, and not once it lapsed and was taken by another', async () => {
+        const held = await lease(replicaA, 200)
+        await sleep(120)
+        expect(await replicaA.renewLease(held, 200)).toBe(true)
+        await sleep(120) // past the first expiry: alive only because it was renewed
+        expect(await replicaB.acquireLease(key, 10_000)).toBeNull()
+        expect(await replicaB.renewLease({ ...held, owner: 'someone-else' }, 10_000)).toBe(false)
+        await sleep(150)
+        const taken = await lease(replicaB)
+        expect(await replicaA.renewLease(held, 10_000)).toBe(false)
+        expect(await replicaB.releaseLease(taken)).toBeUndefined()
+      })
+
       it('gives every lease a larger fence than the one before', async () => {
         const fences: number[] = []
         for (let i = 0; i < 3; i++) {

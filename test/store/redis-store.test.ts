@@ -66,6 +66,17 @@ describe('redis grant store', () => {
       expect(await store.putGrant(second, makeGrant())).toBe(true)
     })
 
+    it('takes over a lease left without an expiry, or with far more left than any holder asks for', async () => {
+      const store = await world.open()
+      await world.raw().set(`${world.prefix}:{${key}}:lease`, 'a-holder-that-never-expires')
+      expect(await store.acquireLease(key, 3000)).not.toBeNull()
+      const other = `${key}-b`
+      await world.raw().set(`${world.prefix}:{${other}}:lease`, 'a-holder-for-a-day', 'PX', 86_400_000)
+      expect(await store.acquireLease(other, 3000)).not.toBeNull()
+      // A lease that a holder took normally is not taken over.
+      expect(await store.acquireLease(other, 3000)).toBeNull()
+    })
+
     it('announces writes on the <prefix>:grants channel, with the fence of the write', async () => {
       const store = await world.open()
       const subscriber = world.raw()

@@ -40,6 +40,11 @@ export interface BrokerWorldOptions {
   log?: Logger
   /** Start the replicas (load grants, schedule refreshes); default true. */
   start?: boolean
+  /**
+   * Replicas (by index) whose lease renewals never reach Redis (they believe they renewed): to Redis they
+   * look like a process that stalled past its lease, the case fencing exists for.
+   */
+  stalledRenewals?: number[]
   /** Read secrets from this Vault (token auth) instead of the secrets file; `secrets` are then ignored. */
   vault?: { addr: string, token: string }
   /** How often the secret managers look for new versions; default one hour (never, in a test). */
@@ -83,7 +88,15 @@ export async function createBrokerWorld (options: BrokerWorldOptions): Promise<B
       refreshed: (_provider, credentialId, result, reason) => { refreshes.push({ replica: index, credentialId, result, reason }) },
       leaseContention: () => { contention += 1 }
     }
-    const engine = await assembleEngine(config, { log, clock: options.clock, observer, options: options.options, secretCheckIntervalMs: options.secretCheckIntervalMs ?? 3_600_000 })
+    const stalled = options.stalledRenewals?.includes(index) === true
+    const engine = await assembleEngine(config, {
+      log,
+      clock: options.clock,
+      observer,
+      options: options.options,
+      secretCheckIntervalMs: options.secretCheckIntervalMs ?? 3_600_000,
+      wrapStore: stalled ? store => Object.assign(Object.create(store) as GrantStore, { renewLease: async () => true }) : undefined
+    })
     replicas.push({ index, broker: engine.broker, store: engine.store, secrets: engine.secrets })
     closers.push(engine.close)
   }
