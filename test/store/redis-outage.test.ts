@@ -4,7 +4,7 @@ import { freePort } from '../support/ports.js'
 import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
 import { captureLogs, expectStoreErrorWithin, makeGrant, randomGrantKey, recordGrants, sleep, waitUntil } from './helpers.js'
 import { createRedisWorld, type RedisWorld } from './redis-world.js'
-import { startTcpProxy, type TcpProxy } from './tcp-proxy.js'
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
 // Each test runs its own redis-server (these tests kill it), reached over loopback only.
 describe('redis grant store when Redis fails', () => {
@@ -67,10 +67,10 @@ describe('redis grant store when Redis fails', () => {
 
   it('times out instead of hanging when Redis stops answering, and recovers when it answers again', async () => {
     server = await spawnRedisServer()
-    proxy = await startTcpProxy(server.port)
+    proxy = await startTcpProxy({ port: server.port })
     world = await createRedisWorld({ url: server.url })
     const logs = captureLogs()
-    const store = await world.openWith({ url: proxy.url, log: logs.log })
+    const store = await world.openWith({ url: `redis://127.0.0.1:${proxy.port}`, log: logs.log })
     const key = randomGrantKey()
     expect(await store.get(key)).toBeNull()
 
@@ -102,23 +102,23 @@ describe('redis grant store when Redis fails', () => {
 
   it('tells a replica about grants written while its subscriber was cut off, once it is back', async () => {
     server = await spawnRedisServer()
-    proxy = await startTcpProxy(server.port)
+    proxy = await startTcpProxy({ port: server.port })
     world = await createRedisWorld({ url: server.url })
     const writer = await world.open()
-    const cutOff = await world.openWith({ url: proxy.url })
+    const cutOff = await world.openWith({ url: `redis://127.0.0.1:${proxy.port}` })
     const key = randomGrantKey()
     // The replica has dealt with this key before (it read it), as a serving replica would have.
     expect(await cutOff.get(key)).toBeNull()
     const seen = recordGrants(cutOff)
 
-    proxy.refuse()
+    await proxy.refuse()
     await waitUntil('the replica notices', async () => (await cutOff.health()).state === 'down', 3000)
     const lease = await writer.acquireLease(key, 10_000) as Lease
     expect(await writer.putGrant(lease, makeGrant())).toBe(true)
     await sleep(200)
     expect(seen.keys).toEqual([])
 
-    proxy.accept()
+    await proxy.accept()
     await cutOff.ready(10_000)
     await waitUntil('the missed write was announced', () => seen.keys.includes(key), 3000)
     expect((await cutOff.get(key))?.fence).toBe(lease.fence)

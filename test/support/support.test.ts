@@ -1,0 +1,64 @@
+/**
+ * The shared test helpers are what the other tests stand on, so each is checked here: a proxy that did
+ * not really cut the connection, or a teardown that stopped at the first failure, would let other
+ * tests pass for the wrong reason.
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startTcpProxy } from './tcp-proxy.js'
+
+/** Connects, sends `text` and resolves with the first reply (or the connection error's code). */
+async function exchange (port: number, text: string, timeoutMs = 1000): Promise<string> {
+  return await new Promise(resolve => {
+    const socket: Socket = connect(port, '127.0.0.1')
+    const timer = setTimeout(() => { socket.destroy(); resolve('silence') }, timeoutMs)
+    socket.once('connect', () => { socket.write(text) })
+    socket.once('data', data => { clearTimeout(timer); socket.destroy(); resolve(data.toString()) })
+    socket.once('error', (err: NodeJS.ErrnoException) => { clearTimeout(timer); resolve(err.code ?? err.message) })
+  })
+}
+
+describe('startTcpProxy', () => {
+  let echo: Server
+  let echoPort: number
+  beforeAll(async () => {
+    echo = createServer(socket => {
+      socket.on('data', data => { socket.write(`echo ${data.toString()}`) })
+      socket.on('error', () => {}) // the proxy resets connections on purpose
+    })
+    await new Promise<void>(resolve => { echo.listen(0, '127.0.0.1', resolve) })
+    echoPort = (echo.address() as { port: number }).port
+  })
+  afterAll(async () => { await new Promise<void>(resolve => { echo.close(() => { resolve() }) }) })
+
+  it('passes bytes both ways, holds them while frozen and delivers them on thaw', async () => {
+    const proxy = await startTcpProxy({ port: echoPort })
+    try {
+      expect(await exchange(proxy.port, 'one')).toBe('echo one')
+      proxy.freeze()
+      const reply = exchange(proxy.port, 'two', 3000)
+      expect(await exchange(proxy.port, 'three', 300)).toBe('silence')
+      proxy.thaw()
+      expect(await reply).toBe('echo two')
+    } finally {
+      await proxy.close()
+    }
+  })
+
+  it('refuses connections (and drops open ones) until accept(), on the same port', async () => {
+    const proxy = await startTcpProxy({ port: echoPort, host: '127.0.0.1' })
+    try {
+      const open = connect(proxy.port, '127.0.0.1')
+      await new Promise(resolve => open.once('connect', resolve))
+      const dropped = new Promise(resolve => open.once('close', resolve))
+      await proxy.refuse()
+      await dropped
+      expect(await exchange(proxy.port, 'x')).toBe('ECONNREFUSED')
+      await proxy.accept()
+      expect(await exchange(proxy.port, 'back')).toBe('echo back')
+    } finally {
+      await proxy.close()
+    }
+    expect(await exchange(proxy.port, 'x')).toBe('ECONNREFUSED')
+  })
+})
