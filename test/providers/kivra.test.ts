@@ -57,7 +57,7 @@ describe('kivra adapter', () => {
     it('logs the x-correlation-id object-first with a fixed message', async () => {
       const ctx = testContext(credential())
       await adapter.mint(kivra.secret, ctx)
-      const line = ctx.captured.lines.find(l => l.msg === 'kivra token minted')
+      const line = ctx.captured.entries().find(l => l.msg === 'kivra token minted')
       expect(line).toMatchObject({ credentialId: 'kivra-test', correlationId: kivra.lastCorrelationId })
       expect(kivra.lastCorrelationId).toMatch(/^[0-9a-f-]{36}$/)
     })
@@ -69,7 +69,7 @@ describe('kivra adapter', () => {
       const ctx = testContext(credential())
       const documented = await adapter.mint(kivra.secret, ctx)
       expect(documented.expiresAt).toBe(fixedNow + 28_800_000)
-      expect(ctx.captured.lines.some(l => l.level === 40 && l.credentialId === 'kivra-test')).toBe(true)
+      expect(ctx.captured.entries().some(l => l.level === 40 && l.credentialId === 'kivra-test')).toBe(true)
     })
   })
 

@@ -2,34 +2,15 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import type { Logger } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { VaultConfig } from '../../src/config.js'
-import { createLogger } from '../../src/observability/logger.js'
 import { createFileSecretSource } from '../../src/secrets/file-source.js'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
 import { type SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource, type VaultSecretSourceDeps } from '../../src/secrets/vault-source.js'
+import { captureLogs, type CapturedLogs } from '../support/logs.js'
 import type { VaultTarget, VaultTargetCapabilities } from '../support/vault/targets.js'
 import { SecretError } from '../../src/errors.js'
-
-/** Log lines captured at debug level, to prove no token or secret value reaches them. */
-export interface CapturedLog {
-  readonly log: Logger
-  readonly lines: string[]
-}
-
-export function captureLog (level = 'debug'): CapturedLog {
-  const lines: string[] = []
-  const sink = new Writable({
-    write (chunk: Buffer | string, _encoding, callback) {
-      lines.push(...chunk.toString().split('\n').filter(line => line !== ''))
-      callback()
-    }
-  })
-  return { log: createLogger(level, sink), lines }
-}
 
 /** Polls until `condition` holds; fails with `what` after `timeoutMs`. */
 export async function waitFor (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
@@ -59,7 +40,7 @@ interface FixtureBase {
   source: () => Promise<SecretSource>
   /** Everything this fixture handed out that must never be logged (tokens, secret ids, secret values). */
   readonly sensitive: Set<string>
-  readonly captured: CapturedLog
+  readonly captured: CapturedLogs
   close: () => Promise<void>
 }
 
@@ -83,7 +64,7 @@ function trackSecrets (sensitive: Set<string>, data: Record<string, string>): vo
 
 /** A fixture over a Vault target; every source it makes is closed with it. */
 export function vaultFixture (target: VaultTarget): VaultFixture {
-  const captured = captureLog()
+  const captured = captureLogs()
   const sensitive = new Set<string>()
   const opened: SecretSource[] = []
   const fixture: VaultFixture = {
@@ -138,7 +119,7 @@ export function vaultFixture (target: VaultTarget): VaultFixture {
 
 /** A fixture over a temporary secrets file, rewritten atomically (rename) like a config management tool would. */
 export async function fileFixture (): Promise<FileFixture> {
-  const captured = captureLog()
+  const captured = captureLogs()
   const sensitive = new Set<string>()
   const dir = await mkdtemp(join(tmpdir(), 'cb-secrets-'))
   const file = join(dir, 'secrets.json')

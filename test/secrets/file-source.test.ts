@@ -8,18 +8,19 @@ import { serializeError } from '../../src/observability/logger.js'
 import { createFileSecretSource } from '../../src/secrets/file-source.js'
 import { createSecretSource } from '../../src/secrets/index.js'
 import type { SecretSource } from '../../src/secrets/types.js'
-import { captureLog, expectSecretError, type CapturedLog } from './contract.js'
+import { captureLogs, type CapturedLogs } from '../support/logs.js'
+import { expectSecretError } from './contract.js'
 
 describe('file secret source (embedded mode)', () => {
   let dir: string
   let file: string
-  let captured: CapturedLog
+  let captured: CapturedLogs
   const opened: SecretSource[] = []
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cb-file-'))
     file = join(dir, 'secrets.json')
-    captured = captureLog('debug')
+    captured = captureLogs('debug')
   })
   afterEach(async () => {
     for (const source of opened.splice(0)) await source.close()
@@ -87,7 +88,7 @@ describe('file secret source (embedded mode)', () => {
 })
 
 describe('createSecretSource', () => {
-  const log = captureLog('silent').log
+  const log = captureLogs('silent').log
   const base: Pick<Config, 'vault' | 'secretsFile' | 'usingExampleSecrets'> = { vault: undefined, secretsFile: undefined, usingExampleSecrets: false }
 
   it('chooses Vault when VAULT_ADDR is configured', async () => {

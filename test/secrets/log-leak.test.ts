@@ -14,7 +14,8 @@ import { createVaultSecretSource } from '../../src/secrets/vault-source.js'
 import { freePort } from '../support/ports.js'
 import { sendJson, startScriptedServer } from '../support/vault/scripted-server.js'
 import { startVaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, sleep, type CapturedLog } from './contract.js'
+import { captureLogs, type CapturedLogs } from '../support/logs.js'
+import { sleep } from './contract.js'
 
 /** Canaries: values that would only show up in output if a token, login secret or secret value leaked. */
 const canaries = {
@@ -57,7 +58,7 @@ describe('no token or secret reaches a log line or an error', () => {
     return file
   }
 
-  function source (addr: string, auth: VaultConfig['auth'], captured: CapturedLog, k8sTokenPath = '/nonexistent'): SecretSource {
+  function source (addr: string, auth: VaultConfig['auth'], captured: CapturedLogs, k8sTokenPath = '/nonexistent'): SecretSource {
     const vaultSource = createVaultSecretSource({
       config: {
         addr,
@@ -96,7 +97,7 @@ describe('no token or secret reaches a log line or an error', () => {
       it(`${failure}, ${method} auth: debug logs, error messages and serialized errors stay clean`, async () => {
         const vault = await failingVault(failure)
         cleanups.push(vault.close)
-        const captured = captureLog('debug')
+        const captured = captureLogs('debug')
         const secrets = source(vault.addr, method, captured, await tokenFile())
         const manager = createSecretManager({ source: secrets, log: captured.log, intervalMs: 100 })
         cleanups.push(async () => { await manager.close() })
@@ -134,7 +135,7 @@ describe('no token or secret reaches a log line or an error', () => {
     vault.createPolicy('read', ['secret/data/*', 'secret/metadata/*'])
     vault.addAppRole({ roleName: 'broker', roleId: canaries.roleId, secretId: canaries.secretId, tokenTtlSeconds: 1, tokenMaxTtlSeconds: 2, policies: ['read'] })
     vault.writeSecret('secret/providers/kivra', { client_id: 'kivra', client_secret: canaries.clientSecret })
-    const captured = captureLog('debug')
+    const captured = captureLogs('debug')
     const secrets = source(vault.url, 'approle', captured)
     const manager = createSecretManager({ source: secrets, log: captured.log, intervalMs: 100 })
     cleanups.push(async () => { await manager.close() })

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
 import { type SecretSource, type SecretSourceHealth, type SecretValue } from '../../src/secrets/types.js'
-import { captureLog, expectSecretError, waitFor } from './contract.js'
+import { captureLogs } from '../support/logs.js'
+import { expectSecretError, waitFor } from './contract.js'
 import { SecretError } from '../../src/errors.js'
 
 /** An in-memory source whose reads can be held open and whose availability can be switched off. */
@@ -42,7 +43,7 @@ describe('secret manager', () => {
     for (const manager of managers.splice(0)) await manager.close()
   })
   function manager (source: SecretSource, intervalMs = 60_000): SecretManager {
-    const created = createSecretManager({ source, log: captureLog('silent').log, intervalMs })
+    const created = createSecretManager({ source, log: captureLogs('silent').log, intervalMs })
     managers.push(created)
     return created
   }

@@ -4,7 +4,8 @@ import { createVaultAuth, type VaultAuth } from '../../src/secrets/vault-auth.js
 import type { Timers } from '../../src/time.js'
 import { createVaultClient } from '../../src/secrets/vault-client.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, expectSecretError, waitFor } from './contract.js'
+import { captureLogs } from '../support/logs.js'
+import { expectSecretError, waitFor } from './contract.js'
 
 interface ManualTimers {
   timers: Timers
@@ -52,7 +53,7 @@ describe('vault auth: renewal and re-login', () => {
   const approle: Partial<VaultConfig> = { auth: 'approle', roleId: 'role-1', secretId: 'secret-1' }
 
   function authFor (vault: VaultStandIn, config: Partial<VaultConfig>, options: { now?: () => number, random?: () => number } = {}): { auth: VaultAuth, clock: ManualTimers } {
-    const log = captureLog('silent').log
+    const log = captureLogs('silent').log
     const client = createVaultClient({ addr: vault.url, namespace: undefined, timeoutMs: 1000, log })
     cleanups.push(() => { client.close() })
     const clock = manualTimers()

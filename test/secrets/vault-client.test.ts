@@ -5,7 +5,8 @@ import { createVaultClient, VaultRequestError, type VaultClient } from '../../sr
 import { freePort } from '../support/ports.js'
 import { sendJson, startScriptedServer, type ScriptedServer } from '../support/vault/scripted-server.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, expectSecretError } from './contract.js'
+import { captureLogs } from '../support/logs.js'
+import { expectSecretError } from './contract.js'
 import { SecretError } from '../../src/errors.js'
 
 describe('vault client', () => {
@@ -25,7 +26,7 @@ describe('vault client', () => {
     return server
   }
   function client (addr: string, options: { timeoutMs?: number, namespace?: string, token?: string } = {}): VaultClient {
-    const vault = createVaultClient({ addr, namespace: options.namespace, timeoutMs: options.timeoutMs ?? 2000, log: captureLog().log })
+    const vault = createVaultClient({ addr, namespace: options.namespace, timeoutMs: options.timeoutMs ?? 2000, log: captureLogs().log })
     if (options.token !== undefined) vault.setToken(options.token)
     cleanups.push(() => { vault.close() })
     return vault

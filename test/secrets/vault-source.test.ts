@@ -3,7 +3,8 @@ import type { VaultConfig } from '../../src/config.js'
 import type { SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource } from '../../src/secrets/vault-source.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, expectSecretError, sleep, waitFor } from './contract.js'
+import { captureLogs } from '../support/logs.js'
+import { expectSecretError, sleep, waitFor } from './contract.js'
 
 describe('vault secret source: health without traffic', () => {
   const cleanups: Array<() => Promise<void>> = []
@@ -31,7 +32,7 @@ describe('vault secret source: health without traffic', () => {
         timeoutMs: 300,
         ...config
       },
-      log: captureLog('silent').log,
+      log: captureLogs('silent').log,
       probeIntervalMs: 100,
       retryBaseMs: 50,
       retryMaxMs: 200

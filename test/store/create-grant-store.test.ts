@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createGrantStore, type GrantStore, type Lease } from '../../src/store/index.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
-import { captureLogs, makeGrant, randomGrantKey, randomKey } from './helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { makeGrant, randomGrantKey, randomKey } from './helpers.js'
 
 describe('createGrantStore', () => {
   const opened: GrantStore[] = []

@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import type { Logger } from 'pino'
 import { expect } from 'vitest'
-import { createLogger } from '../../src/observability/logger.js'
 import type { Grant } from '../../src/providers/types.js'
 import { StoreError, type StoreErrorKind } from '../../src/errors.js'
 
@@ -77,16 +75,4 @@ export async function expectStoreErrorWithin (promise: Promise<unknown>, withinM
   if (reason !== undefined) expect(err.kind).toBe(reason)
   expect(elapsed).toBeLessThanOrEqual(withinMs)
   return err
-}
-
-/** A logger with the production options (redaction, error serializer) whose output a test can read. */
-export function captureLogs (): { log: Logger, lines: string[], text: () => string, messages: () => string[] } {
-  const lines: string[] = []
-  const log = createLogger('debug', { write: (line: string) => { lines.push(line) } })
-  return {
-    log,
-    lines,
-    text: () => lines.join(''),
-    messages: () => lines.map(line => (JSON.parse(line) as { msg: string }).msg)
-  }
 }

@@ -3,7 +3,8 @@ import { createGrantCipher } from '../../src/store/encryption.js'
 import { createMemoryGrantStore } from '../../src/store/memory-store.js'
 import type { GrantStore, Lease } from '../../src/store/types.js'
 import { describeGrantStoreContract } from './grant-store.contract.js'
-import { captureLogs, makeGrant, randomKey, recordGrants, waitUntil } from './helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { makeGrant, randomKey, recordGrants, waitUntil } from './helpers.js'
 
 describeGrantStoreContract('memory', async () => {
   // One embedded store is the only replica there is: every open() hands out the same one.

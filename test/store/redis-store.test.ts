@@ -2,7 +2,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { keyId } from '../../src/store/encryption.js'
 import type { Lease } from '../../src/store/types.js'
 import { describeGrantStoreContract } from './grant-store.contract.js'
-import { captureLogs, makeGrant, randomGrantKey, randomKey } from './helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { makeGrant, randomGrantKey, randomKey } from './helpers.js'
 import { createRedisWorld, type RedisWorld } from './redis-world.js'
 
 describeGrantStoreContract('redis', async () => await createRedisWorld())

@@ -4,7 +4,8 @@ import { createGrantCipher } from '../../src/store/encryption.js'
 import { createRedisGrantStore, type RedisGrantStore } from '../../src/store/redis-store.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
 import type { StoreWorld } from './grant-store.contract.js'
-import { captureLogs, randomKey } from './helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { randomKey } from './helpers.js'
 
 export interface RedisWorld extends StoreWorld {
   readonly url: string

@@ -5,6 +5,7 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { captureLogs } from './logs.js'
 import { startTcpProxy } from './tcp-proxy.js'
 
 /** Connects, sends `text` and resolves with the first reply (or the connection error's code). */
@@ -60,5 +61,19 @@ describe('startTcpProxy', () => {
       await proxy.close()
     }
     expect(await exchange(proxy.port, 'x')).toBe('ECONNREFUSED')
+  })
+})
+
+describe('captureLogs', () => {
+  it('keeps every line of a logger with the production options, at the level asked for', () => {
+    const logs = captureLogs('info')
+    logs.log.debug('hidden at info')
+    logs.log.info({ credentialId: 'kivra', accessToken: 'at-must-not-appear' }, 'token minted')
+    logs.log.warn({ err: Object.assign(new Error('boom'), { config: { headers: { 'X-Vault-Token': 'hvs.must-not-appear' } } }) }, 'refresh failed')
+    expect(logs.lines).toHaveLength(2)
+    expect(logs.messages()).toEqual(['token minted', 'refresh failed'])
+    expect(logs.entries()[0]).toMatchObject({ level: 30, credentialId: 'kivra', accessToken: '[redacted]' })
+    expect(logs.text()).not.toContain('must-not-appear')
+    expect(captureLogs().log.level).toBe('debug')
   })
 })
