@@ -5,8 +5,10 @@ import { loadConfig } from '../../src/config.js'
 import { buildTestApp, sha256Hex, type TestApp } from '../support/app.js'
 import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
-import { bearer, eventually, expectProblem } from './world.js'
+import { bearer, expectProblem } from './world.js'
 import { ConfigError } from '../../src/errors.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
 
 const limit = 2
 const emptySha = createHash('sha256').update('').digest('hex')
@@ -36,7 +38,7 @@ const secrets = { 'secret/sir': { secretKey: 'sk_test_rate', hmacSecret: 'ab'.re
  */
 async function awayFromWindowEdge (): Promise<void> {
   const left = 60_000 - (Date.now() % 60_000)
-  if (left < 3000) await new Promise(resolve => setTimeout(resolve, left + 20))
+  if (left < 3000) await sleep(left + 20)
 }
 
 type Injectable = TestApp['app']
@@ -100,7 +102,7 @@ describe('per-caller rate limit (RATE_LIMIT_PER_MINUTE)', () => {
 
     it('keeps its counters under REDIS_KEY_PREFIX, one key per caller and window', async () => {
       for (let i = 0; i < limit + 2; i++) await send(testApp.app, 'c-keys', { method: 'GET', url: '/v1/credentials' })
-      await new Promise(resolve => setTimeout(resolve, 500)) // one flush
+      await sleep(500) // one flush
       const redis = new Redis(testRedisUrl())
       try {
         const keys = await redis.keys(`${testApp.prefix}:ratelimit:c-keys:*`)
@@ -128,7 +130,7 @@ describe('per-caller rate limit (RATE_LIMIT_PER_MINUTE)', () => {
       const request = { method: 'GET', url: '/v1/credentials' }
       for (let i = 0; i < limit; i++) expect((await send(first.app, 'c-shared', request)).statusCode).toBe(200)
       // Replicas share counts through Redis at each flush (200 ms), not on every request.
-      await new Promise(resolve => setTimeout(resolve, 500))
+      await sleep(500)
       expectProblem(await send(second.app, 'c-shared', request), 429, 'CB_RATE_LIMITED')
       expectProblem(await send(first.app, 'c-shared', request), 429, 'CB_RATE_LIMITED')
     } finally {
@@ -169,19 +171,19 @@ describe('per-caller rate limit (RATE_LIMIT_PER_MINUTE)', () => {
       for (let i = 0; i < limit; i++) expect((await send(testApp.app, 'c-outage', request)).statusCode).toBe(200)
       await redis.kill()
       const unreachable = (): number => testApp.logs.entries().filter(entry => entry.msg === 'rate-limit Redis unreachable; each replica counts on its own until it returns').length
-      await eventually(() => unreachable() > 0)
+      await waitFor('the unreachable warning', () => unreachable() > 0)
       // A caller already over its limit stays limited; a new caller is counted here alone.
       expectProblem(await send(testApp.app, 'c-outage', request), 429, 'CB_RATE_LIMITED')
       const statuses: number[] = []
       for (let i = 0; i <= limit; i++) statuses.push((await send(testApp.app, 'c-outage-new', request)).statusCode)
       expect(statuses).toEqual([...Array(limit).fill(200), 429])
       // Reconnect attempts keep failing meanwhile; still one line for the outage.
-      await new Promise(resolve => setTimeout(resolve, 500))
+      await sleep(500)
       expect(unreachable()).toBe(1)
       expect(testApp.logs.entries().filter(entry => entry.msg === 'unhandled error')).toEqual([])
 
       await redis.restart()
-      await eventually(() => testApp.logs.entries().some(entry => entry.msg === 'rate-limit Redis reachable again'), 10_000)
+      await waitFor('the reachable-again line', () => testApp.logs.entries().some(entry => entry.msg === 'rate-limit Redis reachable again'), { timeout: 10_000 })
     })
   })
 })

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { fetchToken, startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
+import { sleep } from '../../src/time.js'
 
 describe('graceful shutdown (SIGTERM)', () => {
   let cluster: BrokerCluster | undefined
@@ -31,7 +32,7 @@ describe('graceful shutdown (SIGTERM)', () => {
       expect(await leaseKeys()).toHaveLength(1)
 
       const inFlight = fetchToken(broker, 'kivra', 60)
-      await new Promise(resolve => setTimeout(resolve, 300))
+      await sleep(300)
       broker.child.kill('SIGTERM')
       const answer = await inFlight
       expect(answer.status).toBe(200)

@@ -8,6 +8,7 @@ import { BrokerError, ConfigError } from '../../src/errors.js'
 import { sha256Hex, tempFile } from '../support/app.js'
 import { captureLogs, type CapturedLogs } from '../support/logs.js'
 import { audience, callerToken, issuer, signingKey, startJwksServer, type JwksServer, type SigningKey } from './jwt-issuer.js'
+import { sleep } from '../../src/time.js'
 
 const mailerSubject = 'system:serviceaccount:mail:mailer'
 const billingKey = `billing-${randomBytes(16).toString('hex')}`
@@ -180,13 +181,13 @@ describe('createAuthenticator', () => {
       for (const token of madeUp) await reject(token)
       expect(jwks.fetches).toBe(1)
 
-      await new Promise(resolve => setTimeout(resolve, cooldownMs + 50))
+      await sleep(cooldownMs + 50)
       expect((await authenticator.authenticate(`Bearer ${rotated}`)).id).toBe('mailer')
       expect(jwks.fetches).toBe(2)
 
       // The old key is retired: new tokens signed with it stop working after the next refetch.
       jwks.serve([next.jwk])
-      await new Promise(resolve => setTimeout(resolve, cooldownMs + 50))
+      await sleep(cooldownMs + 50)
       await reject(await callerToken({ ...rsa, kid: 'another-unknown-kid' }, { sub: mailerSubject })) // triggers the refetch
       expect((await reject(await callerToken(rsa, { sub: mailerSubject }))).message).toContain('ERR_JWKS_NO_MATCHING_KEY')
     })
@@ -212,7 +213,7 @@ describe('createAuthenticator', () => {
         })
         expect((await shortLived.authenticate(`Bearer ${await callerToken(rsa, { sub: mailerSubject })}`)).id).toBe('mailer')
         jwks.mode = 'error'
-        await new Promise(resolve => setTimeout(resolve, 120)) // the cached key set is now stale
+        await sleep(120) // the cached key set is now stale
         const fetchesBefore = jwks.fetches
         // A new token (not in the verified-token cache), signed with a key the broker already had.
         expect((await shortLived.authenticate(`Bearer ${await callerToken(rsa, { sub: mailerSubject, extra: { jti: 'fresh' } })}`)).id).toBe('mailer')

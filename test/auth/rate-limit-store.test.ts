@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createSharedCountStore, type RateLimitStore } from '../../src/auth/rate-limit-store.js'
 import { freePort } from '../support/ports.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
+import { sleep } from '../../src/time.js'
 
 const windowMs = 60_000
 const flushIntervalMs = 50
@@ -35,7 +36,7 @@ describe('shared-count rate-limit store (real Redis)', () => {
   const incr = async (store: RateLimitStore, key: string): Promise<{ current: number, ttl: number }> => await new Promise((resolve, reject) => {
     store.incr(key, (err, result) => { if (err !== null || result === undefined) reject(err ?? new Error('no result')); else resolve(result) })
   })
-  const flushed = async (): Promise<void> => { await new Promise(resolve => setTimeout(resolve, flushIntervalMs * 4)) }
+  const flushed = async (): Promise<void> => { await sleep(flushIntervalMs * 4) }
   const ready = async (): Promise<void> => {
     await Promise.all(opened.map(async ({ redis }) => { if (redis.status !== 'ready') await new Promise(resolve => redis.once('ready', resolve)) }))
   }

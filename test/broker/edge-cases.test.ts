@@ -6,6 +6,7 @@ import type { Grant } from '../../src/providers/types.js'
 import { createBrokerWorld, standInCredential, type BrokerWorld } from '../support/broker-world.js'
 import { FakeClock } from '../support/fake-clock.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { sleep } from '../../src/time.js'
 
 let world: BrokerWorld | undefined
 let kivra: KivraStandIn | undefined
@@ -15,8 +16,6 @@ afterEach(async () => {
   world = undefined
   kivra = undefined
 })
-
-const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 async function kivraWorld (options: { replicas?: number, lifetimeSeconds?: number, start?: boolean, refresh?: RefreshPolicy, brokerOptions?: NonNullable<Parameters<typeof createBrokerWorld>[0]['options']> } = {}): Promise<{ world: BrokerWorld, kivra: KivraStandIn }> {
   kivra = await startKivraStandIn({ lifetimeSeconds: options.lifetimeSeconds })

@@ -6,6 +6,7 @@ import { createBrokerWorld, standInCredential, type BrokerWorld } from '../suppo
 import { FakeClock } from '../support/fake-clock.js'
 import { startKigoStandIn, startKivraStandIn, startKlaviStandIn, type ProviderStandIn } from '../support/providers/index.js'
 import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
+import { sleep } from '../../src/time.js'
 
 let world: BrokerWorld | undefined
 let standIn: ProviderStandIn | undefined
@@ -31,7 +32,7 @@ async function settle (target: BrokerWorld): Promise<void> {
       expect(replica.broker.statuses().some(status => status.state === 'refreshing')).toBe(false)
     }
   }, { timeout: 10_000, interval: 5 })
-  await new Promise(resolve => setTimeout(resolve, 15))
+  await sleep(15)
 }
 
 describe('proactive refresh on a fake clock', () => {
@@ -189,7 +190,7 @@ describe('fencing', () => {
     kivra.setFault({ kind: 'latency', ms: 800 }, { times: 1 }) // past A's 300 ms lease, within its 1 s work bound
     const stalled = a.broker.getToken('kivra', 60)
     await vi.waitFor(() => { expect(kivra.mintAttempts).toBe(1) })
-    await new Promise(resolve => setTimeout(resolve, 400)) // A's lease lapses while its mint hangs
+    await sleep(400) // A's lease lapses while its mint hangs
     const fromB = await b.broker.getToken('kivra', 60)
     expect(fromB.source).toBe('refreshed')
     const fromA = await stalled

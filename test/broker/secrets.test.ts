@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { BrokerError } from '../../src/errors.js'
 import { createBrokerWorld, type BrokerWorld } from '../support/broker-world.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { sleep } from '../../src/time.js'
 
 let world: BrokerWorld | undefined
 let kivra: KivraStandIn | undefined
@@ -41,7 +42,7 @@ describe('secret rotation', () => {
     kivra.secret = newSecret // the provider now accepts only the new secret...
     rotateFile(world, newSecret) // ...and Vault (here the file) has it as a new version
     await vi.waitFor(() => { expect(kivra.mints).toBe(2) }, { timeout: 3000, interval: 20 })
-    await new Promise(resolve => setTimeout(resolve, 500)) // both replicas saw the rotation by now
+    await sleep(500) // both replicas saw the rotation by now
     expect(kivra.mints).toBe(2)
     expect(world.refreshes.filter(event => event.result === 'success').map(event => event.reason)).toEqual(['on_demand', 'rotation'])
 

@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { clusterApiKey, startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
-import { askToken, describeProblems, faultEnv, judge, reportRecovery, startLoad, waitFor, type Answer, type Verdict } from './harness.js'
+import { askToken, describeProblems, faultEnv, judge, reportRecovery, startLoad, type Answer, type Verdict } from './harness.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
 
 /**
  * Clock skew between broker processes, made with libfaketime (Debian package `faketime`, installed by
@@ -51,8 +53,8 @@ describe.runIf(libfaketime !== undefined)('fault: the clocks of three broker pro
     }))
 
     const load = startLoad(processes, 'kivra', { maxDurationMs: 60_000 })
-    await waitFor(() => load.answers.some(answer => answer.status === 200), { timeoutMs: 10_000, what: 'a first token' })
-    await new Promise(resolve => setTimeout(resolve, 1500))
+    await waitFor('a first token', () => load.answers.some(answer => answer.status === 200), { timeout: 10_000, interval: 100 })
+    await sleep(1500)
     // A refresh on each process in turn (skewed ones first), under load: does every process take up the
     // new grant, whoever minted it?
     for (const refreshedOn of [1, 2, 0]) {
@@ -63,14 +65,14 @@ describe.runIf(libfaketime !== undefined)('fault: the clocks of three broker pro
       const fresh = standIn.issuedTokens.find(token => !issuedBefore.has(token))
       const adoptedAfterMs = await Promise.all(processes.map(async (_, index) => {
         try {
-          const at = await waitFor(async () => (await askToken(processes, index, 'kivra')).token === fresh, { timeoutMs: 3000, everyMs: 100, what: 'the new grant' })
+          const at = await waitFor('the new grant', async () => (await askToken(processes, index, 'kivra')).token === fresh, { timeout: 3000, interval: 100 })
           return at - refreshedAt
         } catch {
           return null
         }
       }))
       adoptions.push({ refreshedOn, status: response.status, minted: fresh !== undefined, adoptedAfterMs })
-      await new Promise(resolve => setTimeout(resolve, 500))
+      await sleep(500)
     }
     answers = await load.stop()
     verdict = judge(answers, standIn)

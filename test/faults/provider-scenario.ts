@@ -2,7 +2,9 @@ import { expect } from 'vitest'
 import { startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
 import { startKivraStandIn, type Fault, type KivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
-import { describeProblems, faultEnv, firstFreshAnswer, judge, reportRecovery, startLoad, waitFor } from './harness.js'
+import { describeProblems, faultEnv, firstFreshAnswer, judge, reportRecovery, startLoad } from './harness.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
 
 /** Short enough that a refresh falls due (75 %) and the grant expires while the fault lasts. */
 const lifetimeSeconds = 5
@@ -34,24 +36,24 @@ export async function providerFaultScenario (name: string, fault: Fault, options
     })
     const standIn = kivra
     const load = startLoad(cluster.processes, 'kivra', { maxDurationMs: 90_000 })
-    await waitFor(() => load.answers.some(answer => answer.status === 200), { timeoutMs: 10_000, what: 'a first token' })
+    await waitFor('a first token', () => load.answers.some(answer => answer.status === 200), { timeout: 10_000, interval: 100 })
 
     const attemptsBefore = standIn.mintAttempts
     standIn.setFault(fault, { endpoint: 'mint' })
     const faultAt = Date.now()
-    await new Promise(resolve => setTimeout(resolve, faultMs))
+    await sleep(faultMs)
     standIn.clearFaults()
     const clearedAt = Date.now()
     const attemptsDuringFault = standIn.mintAttempts - attemptsBefore
 
     // Recovery: every process hands out a token minted after the fault was removed.
     const processes = cluster.processes
-    await waitFor(() => processes.every((_, index) => firstFreshAnswer(load.answers, standIn, clearedAt, index) !== undefined), { timeoutMs: 45_000, what: 'fresh tokens from every process' })
+    await waitFor('fresh tokens from every process', () => processes.every((_, index) => firstFreshAnswer(load.answers, standIn, clearedAt, index) !== undefined), { timeout: 45_000, interval: 100 })
     const recoveredAt = Date.now()
     const mintsAtRecovery = standIn.mints
     // No lost refresh: the credential goes on refreshing on schedule afterwards.
-    await waitFor(() => standIn.mints >= mintsAtRecovery + 1, { timeoutMs: lifetimeSeconds * 1000 + 5000, what: 'the next scheduled refresh after recovery' })
-    await new Promise(resolve => setTimeout(resolve, 1000))
+    await waitFor('the next scheduled refresh after recovery', () => standIn.mints >= mintsAtRecovery + 1, { timeout: lifetimeSeconds * 1000 + 5000, interval: 100 })
+    await sleep(1000)
     const answers = await load.stop()
 
     const verdict = judge(answers, standIn)

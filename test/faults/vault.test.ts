@@ -4,7 +4,8 @@ import { startKivraStandIn, type KivraStandIn } from '../support/providers/index
 import { testRedisUrl } from '../support/redis.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
 import { clusterApiKey } from '../support/cluster.js'
-import { describeProblems, faultEnv, firstFreshAnswer, judge, readiness, reportRecovery, startLoad, waitFor } from './harness.js'
+import { describeProblems, faultEnv, firstFreshAnswer, judge, readiness, reportRecovery, startLoad } from './harness.js'
+import { waitFor } from '../support/wait.js'
 
 const lifetimeSeconds = 5
 
@@ -36,24 +37,24 @@ describe('fault: Vault (stand-in) is sealed and unsealed under load', () => {
     const sealable = vault
     const processes = cluster.processes
     const load = startLoad(processes, 'kivra', { maxDurationMs: 90_000 })
-    await waitFor(() => load.answers.some(answer => answer.status === 200), { timeoutMs: 10_000, what: 'a first token' })
+    await waitFor('a first token', () => load.answers.some(answer => answer.status === 200), { timeout: 10_000, interval: 100 })
     expect(await Promise.all(processes.map(readiness))).toEqual(['ready', 'ready'])
 
     sealable.seal()
     const sealedAt = Date.now()
     const mintsAtSeal = standIn.mints
     const readinessWhileSealed = new Set<string>()
-    await waitFor(async () => {
+    await waitFor('the seal to last 9 s', async () => {
       for (const process of processes) readinessWhileSealed.add(await readiness(process))
       return Date.now() - sealedAt >= 9000
-    }, { timeoutMs: 20_000, everyMs: 500, what: 'the seal to last 9 s' })
+    }, { timeout: 20_000, interval: 500 })
     const mintsWhileSealed = standIn.mints - mintsAtSeal
     sealable.unseal()
     const unsealedAt = Date.now()
 
-    await waitFor(async () => (await Promise.all(processes.map(readiness))).every(status => status === 'ready'), { timeoutMs: 30_000, everyMs: 200, what: 'every process ready again' })
+    await waitFor('every process ready again', async () => (await Promise.all(processes.map(readiness))).every(status => status === 'ready'), { timeout: 30_000, interval: 200 })
     const readyAt = Date.now()
-    await waitFor(() => processes.every((_, index) => firstFreshAnswer(load.answers, standIn, unsealedAt, index) !== undefined), { timeoutMs: 20_000, what: 'fresh tokens from every process' })
+    await waitFor('fresh tokens from every process', () => processes.every((_, index) => firstFreshAnswer(load.answers, standIn, unsealedAt, index) !== undefined), { timeout: 20_000, interval: 100 })
     const answers = await load.stop()
 
     const verdict = judge(answers, standIn)
@@ -101,7 +102,7 @@ describe('fault: Vault (stand-in) is sealed and unsealed under load', () => {
     })
     const standIn = kivra
     // One replica minted at start (and read the secret); the other adopted that grant.
-    await waitFor(() => standIn.mints >= 1, { timeoutMs: 10_000, what: 'the cold-start mint' })
+    await waitFor('the cold-start mint', () => standIn.mints >= 1, { timeout: 10_000, interval: 100 })
     vault.seal()
     const statuses: number[] = []
     for (const process of cluster.processes) {

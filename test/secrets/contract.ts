@@ -8,21 +8,11 @@ import { createFileSecretSource } from '../../src/secrets/file-source.js'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
 import { type SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource, type VaultSecretSourceDeps } from '../../src/secrets/vault-source.js'
+import { sleep } from '../../src/time.js'
 import { captureLogs, type CapturedLogs } from '../support/logs.js'
+import { waitFor } from '../support/wait.js'
 import type { VaultTarget, VaultTargetCapabilities } from '../support/vault/targets.js'
 import { SecretError } from '../../src/errors.js'
-
-/** Polls until `condition` holds; fails with `what` after `timeoutMs`. */
-export async function waitFor (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await condition()) return
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-}
-
-export const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 export async function expectSecretError (promise: Promise<unknown>, reason: SecretError['kind']): Promise<SecretError> {
   const error = await promise.then(() => undefined, (err: unknown) => err)
@@ -245,7 +235,7 @@ export function describeSecretSourceContract (label: string, options: ContractOp
         const newSecret = `new-${randomBytes(8).toString('hex')}`
         const writtenAt = Date.now()
         const version = await fixture.write(path, { client_secret: newSecret })
-        await waitFor('the rotation event', () => rotations.length > 0, 3000)
+        await waitFor('the rotation event', () => rotations.length > 0, { timeout: 3000 })
 
         expect(rotations).toEqual([{ path, version, at: expect.any(Number) as number }])
         // One 200 ms interval, plus the metadata and data reads.
@@ -305,7 +295,7 @@ export function describeSecretSourceContract (label: string, options: ContractOp
         const manager = manage(source)
         await manager.get(path)
 
-        await waitFor('health to degrade', () => source.health().state === 'degraded', 5000)
+        await waitFor('health to degrade', () => source.health().state === 'degraded', { timeout: 5000 })
         expect(source.health().detail).toMatch(/expired/)
         expect((await manager.get(path)).data).toEqual(data)
         await expectSecretError(source.read(path), 'denied')
@@ -399,14 +389,14 @@ export function describeSecretSourceContract (label: string, options: ContractOp
 
         await target.seal()
         try {
-          await waitFor('health to degrade', () => manager.health().state === 'degraded', 5000)
+          await waitFor('health to degrade', () => manager.health().state === 'degraded', { timeout: 5000 })
           expect(manager.health().detail).toMatch(/sealed/)
           expect((await manager.get(path)).data).toEqual(data)
           await expectSecretError(source.read(path), 'unavailable')
         } finally {
           await target.unseal()
         }
-        await waitFor('health to recover', () => manager.health().state === 'ok', 10_000)
+        await waitFor('health to recover', () => manager.health().state === 'ok', { timeout: 10_000 })
         expect((await source.read(path)).data).toEqual(data)
       })
 
@@ -421,14 +411,14 @@ export function describeSecretSourceContract (label: string, options: ContractOp
 
         await target.stop()
         try {
-          await waitFor('health to degrade', () => manager.health().state === 'degraded', 5000)
+          await waitFor('health to degrade', () => manager.health().state === 'degraded', { timeout: 5000 })
           expect(manager.health().detail).toMatch(/unreachable/)
           expect((await manager.get(path)).data).toEqual(data)
           await expectSecretError(source.read(path), 'unavailable')
         } finally {
           await target.start()
         }
-        await waitFor('health to recover', () => manager.health().state === 'ok', 10_000)
+        await waitFor('health to recover', () => manager.health().state === 'ok', { timeout: 10_000 })
         expect((await source.read(path)).data).toEqual(data)
       })
     })

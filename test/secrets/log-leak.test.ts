@@ -15,7 +15,7 @@ import { freePort } from '../support/ports.js'
 import { sendJson, startScriptedServer } from '../support/vault/scripted-server.js'
 import { startVaultStandIn } from '../support/vault/stand-in.js'
 import { captureLogs, type CapturedLogs } from '../support/logs.js'
-import { sleep } from './contract.js'
+import { sleep } from '../../src/time.js'
 
 /** Canaries: values that would only show up in output if a token, login secret or secret value leaked. */
 const canaries = {

@@ -1,8 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
 import { type SecretSource, type SecretSourceHealth, type SecretValue } from '../../src/secrets/types.js'
+import { sleep } from '../../src/time.js'
 import { captureLogs } from '../support/logs.js'
-import { expectSecretError, waitFor } from './contract.js'
+import { waitFor } from '../support/wait.js'
+import { expectSecretError } from './contract.js'
 import { SecretError } from '../../src/errors.js'
 
 /** An in-memory source whose reads can be held open and whose availability can be switched off. */
@@ -169,7 +171,7 @@ describe('secret manager', () => {
     await secrets.get('secret/a')
     await secrets.close()
     const calls = fake.state.latestCalls
-    await new Promise(resolve => setTimeout(resolve, 100))
+    await sleep(100)
     expect(fake.state.latestCalls).toBe(calls)
     expect(fake.state.closed).toBe(true)
     await expectSecretError(secrets.get('secret/a'), 'unavailable')

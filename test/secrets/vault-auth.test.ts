@@ -5,7 +5,8 @@ import type { Timers } from '../../src/time.js'
 import { createVaultClient } from '../../src/secrets/vault-client.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
 import { captureLogs } from '../support/logs.js'
-import { expectSecretError, waitFor } from './contract.js'
+import { waitFor } from '../support/wait.js'
+import { expectSecretError } from './contract.js'
 
 interface ManualTimers {
   timers: Timers

@@ -4,7 +4,9 @@ import type { SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource } from '../../src/secrets/vault-source.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
 import { captureLogs } from '../support/logs.js'
-import { expectSecretError, sleep, waitFor } from './contract.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
+import { expectSecretError } from './contract.js'
 
 describe('vault secret source: health without traffic', () => {
   const cleanups: Array<() => Promise<void>> = []
@@ -55,7 +57,7 @@ describe('vault secret source: health without traffic', () => {
     await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
     expect(source.health().state).toBe('degraded')
     await vault.start()
-    await waitFor('the probe to notice Vault is back', () => source.health().state === 'ok', 3000)
+    await waitFor('the probe to notice Vault is back', () => source.health().state === 'ok', { timeout: 3000 })
   })
 
   it('reports a 500 and a server that does not answer in time, and recovers from both', async () => {
@@ -65,13 +67,13 @@ describe('vault secret source: health without traffic', () => {
     await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
     expect(source.health()).toEqual({ state: 'degraded', detail: 'Vault answered 500', authenticated: true })
     vault.failWith(undefined)
-    await waitFor('recovery from the 500', () => source.health().state === 'ok', 3000)
+    await waitFor('recovery from the 500', () => source.health().state === 'ok', { timeout: 3000 })
 
     vault.hang(true)
     await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
     expect(source.health()).toEqual({ state: 'degraded', detail: 'Vault did not answer in time', authenticated: true })
     vault.hang(false)
-    await waitFor('recovery from the hang', () => source.health().state === 'ok', 3000)
+    await waitFor('recovery from the hang', () => source.health().state === 'ok', { timeout: 3000 })
   })
 
   it('comes up degraded when Vault is down at start, and becomes ok once it is reachable', async () => {
@@ -80,7 +82,7 @@ describe('vault secret source: health without traffic', () => {
     await source.start()
     expect(source.health().state).toBe('degraded')
     await vault.start()
-    await waitFor('the login retry', () => source.health().state === 'ok', 3000)
+    await waitFor('the login retry', () => source.health().state === 'ok', { timeout: 3000 })
     expect((await source.read('secret/providers/kivra')).data.client_secret).toBe('x')
   })
 
@@ -92,7 +94,7 @@ describe('vault secret source: health without traffic', () => {
     expect(source.health().detail).toBe('Vault is sealed')
     vault.unseal()
     vault.setStandby(true)
-    await waitFor('recovery on a standby', () => source.health().state === 'ok', 3000)
+    await waitFor('recovery on a standby', () => source.health().state === 'ok', { timeout: 3000 })
   })
 
   it('sends the namespace with every call', async () => {

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { GrantStore, Lease } from '../../src/store/types.js'
-import { makeGrant, randomGrantKey, recordGrants, sleep, waitUntil } from './helpers.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
+import { makeGrant, randomGrantKey, recordGrants } from './helpers.js'
 import { StoreError } from '../../src/errors.js'
 
 /** The state one test works on: a Redis key prefix, or one embedded store. */
@@ -209,7 +211,7 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         const seenByB = recordGrants(replicaB)
         const held = await lease(replicaA)
         expect(await replicaA.putGrant(held, makeGrant())).toBe(true)
-        await waitUntil('both replicas heard of the write', () => seenByA.keys.includes(key) && seenByB.keys.includes(key), 3000)
+        await waitFor('both replicas heard of the write', () => seenByA.keys.includes(key) && seenByB.keys.includes(key), { timeout: 3000 })
         seenByA.stop()
         seenByB.stop()
       })
@@ -218,9 +220,9 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         const seen = recordGrants(replicaB)
         const held = await lease(replicaA)
         expect(await replicaA.putGrant(held, makeGrant())).toBe(true)
-        await waitUntil('the write was announced', () => seen.keys.length === 1, 3000)
+        await waitFor('the write was announced', () => seen.keys.length === 1, { timeout: 3000 })
         expect(await replicaA.deleteGrant(held)).toBe(true)
-        await waitUntil('the delete was announced', () => seen.keys.length === 2, 3000)
+        await waitFor('the delete was announced', () => seen.keys.length === 2, { timeout: 3000 })
         expect(seen.keys).toEqual([key, key])
         // A write carries its fence (a replica holding that grant need not read it back); a delete none.
         expect(seen.fences).toEqual([held.fence, undefined])
@@ -240,7 +242,7 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         const markerLease = await replicaA.acquireLease(marker, 10_000)
         expect(markerLease).not.toBeNull()
         expect(await replicaA.putGrant(markerLease as Lease, makeGrant())).toBe(true)
-        await waitUntil('the marker write was announced', () => seen.keys.includes(marker), 3000)
+        await waitFor('the marker write was announced', () => seen.keys.includes(marker), { timeout: 3000 })
         expect(seen.keys).toEqual([marker])
         expect(unsubscribed.keys).toEqual([])
         seen.stop()
@@ -251,7 +253,7 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         const seen = recordGrants(replicaB)
         const held = await lease(replicaA)
         expect(await replicaA.putGrant(held, makeGrant())).toBe(true)
-        await waitUntil('the healthy listener heard of the write', () => seen.keys.includes(key), 3000)
+        await waitFor('the healthy listener heard of the write', () => seen.keys.includes(key), { timeout: 3000 })
         stopThrowing()
         seen.stop()
       })

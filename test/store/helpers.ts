@@ -28,26 +28,6 @@ export function randomGrantKey (): string {
   return `cred-${randomBytes(4).toString('hex')}`
 }
 
-export async function sleep (ms: number): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, ms))
-}
-
-/** Polls `check` until it returns true; fails the test with `what` after `timeoutMs`. */
-export async function waitUntil (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000, intervalMs = 25): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    let ok = false
-    try {
-      ok = await check()
-    } catch {
-      ok = false
-    }
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)
-    await sleep(intervalMs)
-  }
-}
-
 /** Collects the keys a store announces through onGrant. */
 export function recordGrants (store: { onGrant: (listener: (key: string, fence?: number) => void) => () => void }): { keys: string[], fences: Array<number | undefined>, stop: () => void } {
   const keys: string[] = []

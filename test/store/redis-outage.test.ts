@@ -3,7 +3,9 @@ import type { Lease } from '../../src/store/types.js'
 import { freePort } from '../support/ports.js'
 import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
 import { captureLogs } from '../support/logs.js'
-import { expectStoreErrorWithin, makeGrant, randomGrantKey, recordGrants, sleep, waitUntil } from './helpers.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
+import { expectStoreErrorWithin, makeGrant, randomGrantKey, recordGrants } from './helpers.js'
 import { createRedisWorld, type RedisWorld } from './redis-world.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
@@ -44,7 +46,7 @@ describe('redis grant store when Redis fails', () => {
     expect((await reader.health()).state).toBe('down')
 
     await server.restart()
-    await waitUntil('the writer is up again', async () => (await writer.health()).state === 'up', 10_000)
+    await waitFor('the writer is up again', async () => (await writer.health()).state === 'up', { timeout: 10_000 })
     await reader.ready(10_000)
     expect((await reader.health()).state).toBe('up')
 
@@ -55,7 +57,7 @@ describe('redis grant store when Redis fails', () => {
     expect(again).not.toBeNull()
     const next = makeGrant()
     expect(await writer.putGrant(again, next)).toBe(true)
-    await waitUntil('the reader heard of the write after resubscribing', () => seen.keys.includes(key), 3000)
+    await waitFor('the reader heard of the write after resubscribing', () => seen.keys.includes(key), { timeout: 3000 })
     expect((await reader.get(key))?.grant).toEqual(next)
 
     const messages = logs.messages()
@@ -91,7 +93,7 @@ describe('redis grant store when Redis fails', () => {
     await expectStoreErrorWithin(store.acquireLease(late, 60_000), 1500, 'unavailable')
     proxy.thaw()
 
-    await waitUntil('the store answers again', async () => (await store.get(key)) === null, 10_000)
+    await waitFor('the store answers again', async () => await store.get(key).then(found => found === null, () => false), { timeout: 10_000 })
     await store.ready(10_000)
     expect((await store.health()).state).toBe('up')
     expect(logs.text()).toContain('Socket timeout')
@@ -113,7 +115,7 @@ describe('redis grant store when Redis fails', () => {
     const seen = recordGrants(cutOff)
 
     await proxy.refuse()
-    await waitUntil('the replica notices', async () => (await cutOff.health()).state === 'down', 3000)
+    await waitFor('the replica notices', async () => (await cutOff.health()).state === 'down', { timeout: 3000 })
     const lease = await writer.acquireLease(key, 10_000) as Lease
     expect(await writer.putGrant(lease, makeGrant())).toBe(true)
     await sleep(200)
@@ -121,7 +123,7 @@ describe('redis grant store when Redis fails', () => {
 
     await proxy.accept()
     await cutOff.ready(10_000)
-    await waitUntil('the missed write was announced', () => seen.keys.includes(key), 3000)
+    await waitFor('the missed write was announced', () => seen.keys.includes(key), { timeout: 3000 })
     expect((await cutOff.get(key))?.fence).toBe(lease.fence)
   })
 

@@ -7,6 +7,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { captureLogs } from './logs.js'
 import { startTcpProxy } from './tcp-proxy.js'
+import { waitFor } from './wait.js'
 
 /** Connects, sends `text` and resolves with the first reply (or the connection error's code). */
 async function exchange (port: number, text: string, timeoutMs = 1000): Promise<string> {
@@ -75,5 +76,27 @@ describe('captureLogs', () => {
     expect(logs.entries()[0]).toMatchObject({ level: 30, credentialId: 'kivra', accessToken: '[redacted]' })
     expect(logs.text()).not.toContain('must-not-appear')
     expect(captureLogs().log.level).toBe('debug')
+  })
+})
+
+describe('waitFor', () => {
+  it('resolves with the time the condition first held', async () => {
+    const due = Date.now() + 100
+    const at = await waitFor('the due time', () => Date.now() >= due, { interval: 10 })
+    expect(at).toBeGreaterThanOrEqual(due)
+    expect(at - due).toBeLessThan(1000)
+  })
+
+  it('fails naming what it waited for once the timeout has passed', async () => {
+    const started = Date.now()
+    await expect(waitFor('a condition that never holds', () => false, { timeout: 150, interval: 10 }))
+      .rejects.toThrow('timed out after 150 ms waiting for a condition that never holds')
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150)
+  })
+
+  it('fails at once when the condition throws', async () => {
+    const started = Date.now()
+    await expect(waitFor('anything', async () => { throw new Error('the broker exited') }, { timeout: 5000 })).rejects.toThrow('the broker exited')
+    expect(Date.now() - started).toBeLessThan(1000)
   })
 })
