@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { buildTestApp, exampleApiKey, sha256Hex, type TestApp } from '../support/app.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { describe, expect, it } from 'vitest'
+import { buildTestApp, exampleApiKey, sha256Hex } from '../support/app.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
 
 /** The value of one sample line of the Prometheus text format, or undefined. */
 function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -14,25 +15,18 @@ function sample (text: string, name: string, labels: Record<string, string> = {}
 }
 
 describe('GET /metrics', () => {
-  let testApp: TestApp | undefined
-  let kivra: KivraStandIn | undefined
-  afterEach(async () => {
-    await testApp?.close()
-    await kivra?.close()
-    testApp = undefined
-    kivra = undefined
-  })
+  const cleanup = useCleanup()
 
   it('counts what the broker did: requests by result, refreshes by reason and result, expiry, breaker, health', async () => {
-    kivra = await startKivraStandIn()
-    testApp = await buildTestApp({
+    const kivra = cleanup.add(await startKivraStandIn())
+    const testApp = cleanup.add(await buildTestApp({
       credentialsFile: {
         callers: [{ id: 'service', api_key_sha256: sha256Hex(exampleApiKey) }],
         credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, allowed_callers: ['service'], timeout_ms: 500 }]
       },
       secrets: { 'secret/kivra': { ...kivra.secret } as Record<string, string> },
       overrides: { brokerOptions: { breakerFailureThreshold: 2 } }
-    })
+    }))
     const { app } = testApp
     const get = async (): Promise<number> => (await app.inject({ url: '/v1/credentials/kivra/token', headers: { authorization: `Bearer ${exampleApiKey}` } })).statusCode
     await app.broker.forceRefresh('kivra') // the warm-up may race this; either way a grant is held

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { UnsecuredJWT } from 'jose'
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createAuthenticator, type Authenticator } from '../../src/auth/authenticate.js'
 import { CallerJwtSchema, CallerSchema, type Caller } from '../../src/config.js'
 import { BrokerError, ConfigError } from '../../src/errors.js'
 import { sha256Hex, tempFile } from '../support/app.js'
+import { useCleanup } from '../support/fixtures.js'
 import { captureLogs, type CapturedLogs } from '../support/logs.js'
 import { audience, callerToken, issuer, signingKey, startJwksServer, type JwksServer, type SigningKey } from './jwt-issuer.js'
 import { sleep } from '../../src/time.js'
@@ -68,9 +69,10 @@ describe('createAuthenticator', () => {
     beforeAll(async () => {
       [rsa, ec, es384] = await Promise.all([signingKey('RS256'), signingKey('ES256'), signingKey('ES384')])
     })
+    const cleanup = useCleanup()
     beforeEach(async () => {
       // ES384 is in the key set but not in the allow-list, to prove the allow-list, not the key set, decides.
-      jwks = await startJwksServer([rsa.jwk, ec.jwk, es384.jwk])
+      jwks = cleanup.add(await startJwksServer([rsa.jwk, ec.jwk, es384.jwk]))
       logs = captureLogs()
       authenticator = createAuthenticator({
         callers,
@@ -79,7 +81,6 @@ describe('createAuthenticator', () => {
         remoteJwks: { cooldownMs }
       })
     })
-    afterEach(async () => { await jwks.close() })
 
     const reject = async (token: string): Promise<BrokerError> => await rejection(authenticator, `Bearer ${token}`)
 

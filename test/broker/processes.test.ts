@@ -1,27 +1,21 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { startBrokerCluster, loadTokens, type BrokerCluster } from '../support/cluster.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { describe, expect, it } from 'vitest'
+import { startBrokerCluster, loadTokens } from '../support/cluster.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
 
 describe('three broker processes under HTTP load', () => {
-  let cluster: BrokerCluster | undefined
-  let kivra: KivraStandIn | undefined
-  afterEach(async () => {
-    await cluster?.close()
-    await kivra?.close()
-    cluster = undefined
-    kivra = undefined
-  })
+  const cleanup = useCleanup()
 
   it('mint once per refresh cycle and never hand out an expired token', async () => {
     const lifetimeSeconds = 4
-    kivra = await startKivraStandIn({ lifetimeSeconds })
-    cluster = await startBrokerCluster({
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds }))
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 3,
       redisUrl: testRedisUrl(),
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, refresh: { ratio: 0.5, margin_seconds: 0, jitter_ratio: 0 } }],
       secrets: { 'secret/kivra': { ...kivra.secret } }
-    })
+    }))
 
     const answers = await loadTokens(cluster.processes, 'kivra', { concurrency: 30, durationMs: 13_000, minTtl: 0 })
     const standIn = kivra

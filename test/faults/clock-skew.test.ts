@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { clusterApiKey, startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { clusterApiKey, startBrokerCluster } from '../support/cluster.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
 import { askToken, describeProblems, faultEnv, judge, reportRecovery, startLoad, type Answer, type Verdict } from './harness.js'
 import { sleep } from '../../src/time.js'
@@ -27,23 +28,22 @@ const lifetimeSeconds = 1800
 interface Adoption { refreshedOn: number, status: number, minted: boolean, adoptedAfterMs: Array<number | null> }
 
 describe.runIf(libfaketime !== undefined)('fault: the clocks of three broker processes differ by ±5 minutes', () => {
-  let kivra: KivraStandIn | undefined
-  let cluster: BrokerCluster | undefined
+  const cleanup = useCleanup({ after: 'all' })
   let answers: Answer[] = []
   let verdict: Verdict | undefined
   let measuredSkewSeconds: number[] = []
   const adoptions: Adoption[] = []
 
   beforeAll(async () => {
-    kivra = await startKivraStandIn({ lifetimeSeconds })
-    cluster = await startBrokerCluster({
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds }))
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 3,
       redisUrl: testRedisUrl(),
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: 1000 }],
       secrets: { 'secret/kivra': { ...kivra.secret } },
       env: faultEnv,
       processEnv: (index): Record<string, string> => skews[index] === 0 ? {} : { LD_PRELOAD: libfaketime as string, FAKETIME: `${(skews[index] as number) > 0 ? '+' : '-'}${Math.abs(skews[index] as number / 60)}m` }
-    })
+    }))
     const standIn = kivra
     const processes = cluster.processes
     measuredSkewSeconds = await Promise.all(processes.map(async process => {
@@ -96,11 +96,6 @@ describe.runIf(libfaketime !== undefined)('fault: the clocks of three broker pro
       }
     })
   }, 90_000)
-
-  afterAll(async () => {
-    await cluster?.close()
-    await kivra?.close()
-  })
 
   it('libfaketime skews the processes as intended (checked through their HTTP Date headers)', () => {
     skews.forEach((skew, index) => { expect(Math.abs((measuredSkewSeconds[index] as number) - skew)).toBeLessThanOrEqual(2) })

@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { clusterApiKey, startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { describe, expect, it } from 'vitest'
+import { clusterApiKey, startBrokerCluster } from '../support/cluster.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
 import { describeProblems, faultEnv, firstFreshAnswer, judge, reportRecovery, startLoad } from './harness.js'
 import { sleep } from '../../src/time.js'
@@ -11,22 +12,17 @@ const lifetimeSeconds = 30
 const timeoutMs = 1000
 
 describe('fault: the lease-holding process is killed (SIGKILL) mid-refresh', () => {
-  let kivra: KivraStandIn | undefined
-  let cluster: BrokerCluster | undefined
-  afterEach(async () => {
-    await cluster?.close()
-    await kivra?.close()
-  })
+  const cleanup = useCleanup()
 
   it('the other replicas take over once the orphaned lease lapses: no expired token, fresh tokens after', async () => {
-    kivra = await startKivraStandIn({ lifetimeSeconds })
-    cluster = await startBrokerCluster({
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds }))
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 3,
       redisUrl: testRedisUrl(),
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: timeoutMs, refresh: { ratio: 0.75, margin_seconds: 0, jitter_ratio: 0.05 } }],
       secrets: { 'secret/kivra': { ...kivra.secret } },
       env: faultEnv
-    })
+    }))
     const standIn = kivra
     const processes = cluster.processes
     const load = startLoad(processes, 'kivra', { maxDurationMs: 90_000 })

@@ -1,7 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
-import { hasRedisServerBinary, spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
+import { describe, expect, it } from 'vitest'
+import { startBrokerCluster } from '../support/cluster.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
+import { hasRedisServerBinary, spawnRedisServer } from '../support/redis-server.js'
 import { describeProblems, faultEnv, firstFreshAnswer, judge, readiness, reportRecovery, startLoad } from './harness.js'
 import { sleep } from '../../src/time.js'
 import { waitFor } from '../support/wait.js'
@@ -10,25 +11,18 @@ const lifetimeSeconds = 5
 
 // This test kills and restarts Redis, so it needs its own redis-server, never the run's shared one.
 describe.runIf(hasRedisServerBinary())('fault: Redis is killed (SIGKILL) and restarted under load', () => {
-  let redis: SpawnedRedis | undefined
-  let kivra: KivraStandIn | undefined
-  let cluster: BrokerCluster | undefined
-  afterEach(async () => {
-    await cluster?.close().catch(() => {})
-    await kivra?.close()
-    await redis?.stop()
-  })
+  const cleanup = useCleanup()
 
   it('keeps serving valid tokens from memory, refreshes without Redis, and shares grants again after the restart', async () => {
-    redis = await spawnRedisServer()
-    kivra = await startKivraStandIn({ lifetimeSeconds })
-    cluster = await startBrokerCluster({
+    const redis = cleanup.add(await spawnRedisServer())
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds }))
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 2,
       redisUrl: redis.url,
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: 1000, refresh: { ratio: 0.75, margin_seconds: 0, jitter_ratio: 0.05 } }],
       secrets: { 'secret/kivra': { ...kivra.secret } },
       env: faultEnv
-    })
+    }))
     const standIn = kivra
     const server = redis
     const processes = cluster.processes

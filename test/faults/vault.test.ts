@@ -1,38 +1,37 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
+import { describe, expect, it } from 'vitest'
+import { clusterApiKey, startBrokerCluster } from '../support/cluster.js'
+import { useCleanup } from '../support/fixtures.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { clusterApiKey } from '../support/cluster.js'
 import { describeProblems, faultEnv, firstFreshAnswer, judge, readiness, reportRecovery, startLoad } from './harness.js'
 import { waitFor } from '../support/wait.js'
 
 const lifetimeSeconds = 5
 
 describe('fault: Vault (stand-in) is sealed and unsealed under load', () => {
-  let vault: VaultStandIn | undefined
-  let kivra: KivraStandIn | undefined
-  let cluster: BrokerCluster | undefined
-  afterEach(async () => {
-    await cluster?.close()
-    await kivra?.close()
-    await vault?.close()
-  })
+  const cleanup = useCleanup()
 
-  it('refreshes on with the secrets held in memory, says degraded, and is ready again after the unseal', async () => {
-    vault = await startVaultStandIn()
-    kivra = await startKivraStandIn({ lifetimeSeconds })
+  /** The Vault stand-in holding the Kivra stand-in's secret, and a token that may read it. */
+  async function vaultHoldingKivra (tokenLifetimeSeconds: number): Promise<{ vault: VaultStandIn, kivra: KivraStandIn, vaultToken: string }> {
+    const vault = cleanup.add(await startVaultStandIn())
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds: tokenLifetimeSeconds }))
     vault.writeSecret('secret/kivra', { ...kivra.secret })
     vault.createPolicy('kivra-read', ['secret/data/kivra', 'secret/metadata/kivra'])
     const vaultToken = vault.createToken({ ttlSeconds: 3600, renewable: true, policies: ['default', 'kivra-read'] })
-    cluster = await startBrokerCluster({
+    return { vault, kivra, vaultToken }
+  }
+
+  it('refreshes on with the secrets held in memory, says degraded, and is ready again after the unseal', async () => {
+    const { vault, kivra, vaultToken } = await vaultHoldingKivra(lifetimeSeconds)
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 2,
       redisUrl: testRedisUrl(),
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: 1000, refresh: { ratio: 0.75, margin_seconds: 0, jitter_ratio: 0.05 } }],
       // The secrets file of the cluster is ignored once VAULT_ADDR is set: the secret comes from Vault.
       secrets: {},
       env: { ...faultEnv, VAULT_ADDR: vault.url, VAULT_AUTH: 'token', VAULT_TOKEN: vaultToken, SECRET_CHECK_INTERVAL_SECONDS: '5' }
-    })
+    }))
     const standIn = kivra
     const sealable = vault
     const processes = cluster.processes
@@ -88,18 +87,14 @@ describe('fault: Vault (stand-in) is sealed and unsealed under load', () => {
   // Every replica reads every configured secret at start, so whichever replica holds the lease when
   // Vault is sealed can refresh with the secret it holds (not only the replica that minted first).
   it('every replica can refresh while Vault is sealed, not only the one that read the secret', async () => {
-    vault = await startVaultStandIn()
-    kivra = await startKivraStandIn({ lifetimeSeconds: 60 })
-    vault.writeSecret('secret/kivra', { ...kivra.secret })
-    vault.createPolicy('kivra-read', ['secret/data/kivra', 'secret/metadata/kivra'])
-    const vaultToken = vault.createToken({ ttlSeconds: 3600, renewable: true, policies: ['default', 'kivra-read'] })
-    cluster = await startBrokerCluster({
+    const { vault, kivra, vaultToken } = await vaultHoldingKivra(60)
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 2,
       redisUrl: testRedisUrl(),
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: 1000 }],
       secrets: {},
       env: { ...faultEnv, VAULT_ADDR: vault.url, VAULT_AUTH: 'token', VAULT_TOKEN: vaultToken }
-    })
+    }))
     const standIn = kivra
     // One replica minted at start (and read the secret); the other adopted that grant.
     await waitFor('the cold-start mint', () => standIn.mints >= 1, { timeout: 10_000, interval: 100 })

@@ -2,15 +2,17 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import type { VaultConfig } from '../../src/config.js'
 import { createFileSecretSource } from '../../src/secrets/file-source.js'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
 import { type SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource, type VaultSecretSourceDeps } from '../../src/secrets/vault-source.js'
 import { sleep } from '../../src/time.js'
+import { tempDir, useCleanup } from '../support/fixtures.js'
 import { captureLogs, type CapturedLogs } from '../support/logs.js'
 import { waitFor } from '../support/wait.js'
+import { testVaultConfig } from '../support/vault/config.js'
 import type { VaultTarget, VaultTargetCapabilities } from '../support/vault/targets.js'
 import { SecretError } from '../../src/errors.js'
 
@@ -70,20 +72,7 @@ export function vaultFixture (target: VaultTarget): VaultFixture {
     vaultSource (config, deps = {}) {
       for (const value of [config.token, config.secretId, config.roleId]) if (value !== undefined) sensitive.add(value)
       const source = createVaultSecretSource({
-        config: {
-          addr: target.addr,
-          namespace: undefined,
-          auth: 'token',
-          token: undefined,
-          roleId: undefined,
-          secretId: undefined,
-          approleMount: 'approle',
-          k8sRole: undefined,
-          k8sTokenPath: '/nonexistent',
-          k8sMount: 'kubernetes',
-          timeoutMs: 2000,
-          ...config
-        },
+        config: testVaultConfig(target.addr, config),
         log: captured.log,
         probeIntervalMs: 200,
         retryBaseMs: 100,
@@ -174,25 +163,20 @@ export function describeSecretSourceContract (label: string, options: ContractOp
 
   describe(`secret source contract: ${label}`, () => {
     let fixture: ContractFixture
-    const managers: SecretManager[] = []
-    const manage = (source: SecretSource, intervalMs = 200): SecretManager => {
-      const manager = createSecretManager({ source, log: fixture.captured.log, intervalMs })
-      managers.push(manager)
-      return manager
-    }
+    const cleanup = useCleanup()
+    const manage = (source: SecretSource, intervalMs = 200): SecretManager =>
+      cleanup.add(createSecretManager({ source, log: fixture.captured.log, intervalMs }))
     const vault = (): VaultFixture => {
       if (fixture.kind !== 'vault') throw new Error('a Vault test ran against a file fixture')
       return fixture
     }
 
     beforeEach(async () => {
-      fixture = await options.create()
-    }, 60_000)
-
-    afterEach(async () => {
-      for (const manager of managers.splice(0)) await manager.close()
-      await fixture.close()
-      expectNoLeak(fixture)
+      const created = await options.create()
+      fixture = created
+      // Checked last, once everything is closed: a close may log too.
+      cleanup.defer(() => { expectNoLeak(created) })
+      cleanup.add(created)
     }, 60_000)
 
     describe('reading', () => {
@@ -334,46 +318,38 @@ export function describeSecretSourceContract (label: string, options: ContractOp
         if (standIn === undefined) throw new Error('Kubernetes auth needs the stand-in')
         const path = fixture.path('providers/klavi')
         await fixture.write(path, { client_secret: `j-${randomBytes(8).toString('hex')}` })
-        const dir = await mkdtemp(join(tmpdir(), 'cb-k8s-'))
-        try {
-          const tokenFile = join(dir, 'token')
-          const firstJwt = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString('base64url')}.sig1`
-          const secondJwt = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString('base64url')}.sig2`
-          fixture.sensitive.add(firstJwt)
-          fixture.sensitive.add(secondJwt)
-          await writeFile(tokenFile, `${firstJwt}\n`)
-          standIn.addKubernetesRole({ role: 'credential-broker', jwts: [firstJwt], tokenTtlSeconds: 2, tokenMaxTtlSeconds: 3, policies: [vault().target.readPolicy] })
-          const source = vault().vaultSource({ auth: 'kubernetes', k8sRole: 'credential-broker', k8sTokenPath: tokenFile })
-          await source.start()
-          expect((await source.read(path)).version).toBe(1)
+        const dir = await tempDir(cleanup, 'cb-k8s-')
+        const tokenFile = join(dir, 'token')
+        const firstJwt = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString('base64url')}.sig1`
+        const secondJwt = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString('base64url')}.sig2`
+        fixture.sensitive.add(firstJwt)
+        fixture.sensitive.add(secondJwt)
+        await writeFile(tokenFile, `${firstJwt}\n`)
+        standIn.addKubernetesRole({ role: 'credential-broker', jwts: [firstJwt], tokenTtlSeconds: 2, tokenMaxTtlSeconds: 3, policies: [vault().target.readPolicy] })
+        const source = vault().vaultSource({ auth: 'kubernetes', k8sRole: 'credential-broker', k8sTokenPath: tokenFile })
+        await source.start()
+        expect((await source.read(path)).version).toBe(1)
 
-          // The kubelet rotates the projected token; Vault now only accepts the new one.
-          standIn.setKubernetesJwts('credential-broker', [secondJwt])
-          await writeFile(tokenFile, `${secondJwt}\n`)
-          await sleep(4000)
-          expect(source.health()).toMatchObject({ state: 'ok' })
-          expect(standIn.count('POST', 'auth/kubernetes/login')).toBeGreaterThanOrEqual(2)
-          expect((await source.read(path)).version).toBe(1)
-        } finally {
-          await rm(dir, { recursive: true, force: true })
-        }
+        // The kubelet rotates the projected token; Vault now only accepts the new one.
+        standIn.setKubernetesJwts('credential-broker', [secondJwt])
+        await writeFile(tokenFile, `${secondJwt}\n`)
+        await sleep(4000)
+        expect(source.health()).toMatchObject({ state: 'ok' })
+        expect(standIn.count('POST', 'auth/kubernetes/login')).toBeGreaterThanOrEqual(2)
+        expect((await source.read(path)).version).toBe(1)
       })
 
       it.skipIf(noKubernetes)('refuses a Kubernetes login for an unknown role at start (stand-in only)', async () => {
-        const dir = await mkdtemp(join(tmpdir(), 'cb-k8s-'))
-        try {
-          const tokenFile = join(dir, 'token')
-          await writeFile(tokenFile, 'eyJhbGciOiJSUzI1NiJ9.e30.sig')
-          vault().target.standIn?.addKubernetesRole({ role: 'someone-else', jwts: ['x'], tokenTtlSeconds: 60 })
-          const source = vault().vaultSource({ auth: 'kubernetes', k8sRole: 'credential-broker', k8sTokenPath: tokenFile })
-          const error = await expectSecretError(source.start(), 'denied')
-          expect(error.message).toMatch(/invalid role name/)
-          // Failing fast means no login retries left running in the background.
-          await sleep(400)
-          expect(vault().target.standIn?.count('POST', 'auth/kubernetes/login')).toBe(1)
-        } finally {
-          await rm(dir, { recursive: true, force: true })
-        }
+        const dir = await tempDir(cleanup, 'cb-k8s-')
+        const tokenFile = join(dir, 'token')
+        await writeFile(tokenFile, 'eyJhbGciOiJSUzI1NiJ9.e30.sig')
+        vault().target.standIn?.addKubernetesRole({ role: 'someone-else', jwts: ['x'], tokenTtlSeconds: 60 })
+        const source = vault().vaultSource({ auth: 'kubernetes', k8sRole: 'credential-broker', k8sTokenPath: tokenFile })
+        const error = await expectSecretError(source.start(), 'denied')
+        expect(error.message).toMatch(/invalid role name/)
+        // Failing fast means no login retries left running in the background.
+        await sleep(400)
+        expect(vault().target.standIn?.count('POST', 'auth/kubernetes/login')).toBe(1)
       })
     })
 

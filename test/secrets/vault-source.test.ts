@@ -1,45 +1,29 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { VaultConfig } from '../../src/config.js'
 import type { SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource } from '../../src/secrets/vault-source.js'
+import { testVaultConfig } from '../support/vault/config.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
+import { useCleanup } from '../support/fixtures.js'
 import { captureLogs } from '../support/logs.js'
 import { sleep } from '../../src/time.js'
 import { waitFor } from '../support/wait.js'
 import { expectSecretError } from './contract.js'
 
 describe('vault secret source: health without traffic', () => {
-  const cleanups: Array<() => Promise<void>> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
+  const cleanup = useCleanup()
 
   async function setup (config: Partial<VaultConfig> = {}): Promise<{ vault: VaultStandIn, source: SecretSource }> {
-    const vault = await startVaultStandIn()
-    cleanups.push(vault.close)
+    const vault = cleanup.add(await startVaultStandIn())
     vault.createPolicy('read', ['secret/data/*', 'secret/metadata/*'])
     vault.writeSecret('secret/providers/kivra', { client_secret: 'x' })
-    const source = createVaultSecretSource({
-      config: {
-        addr: vault.url,
-        namespace: undefined,
-        auth: 'token',
-        token: vault.createToken({ ttlSeconds: 3600, renewable: true, policies: ['read'] }),
-        roleId: undefined,
-        secretId: undefined,
-        approleMount: 'approle',
-        k8sRole: undefined,
-        k8sTokenPath: '/nonexistent',
-        k8sMount: 'kubernetes',
-        timeoutMs: 300,
-        ...config
-      },
+    const source = cleanup.add(createVaultSecretSource({
+      config: testVaultConfig(vault.url, { token: vault.createToken({ ttlSeconds: 3600, renewable: true, policies: ['read'] }), timeoutMs: 300, ...config }),
       log: captureLogs('silent').log,
       probeIntervalMs: 100,
       retryBaseMs: 50,
       retryMaxMs: 200
-    })
-    cleanups.push(async () => { await source.close() })
+    }))
     return { vault, source }
   }
 

@@ -1,6 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import type { GrantStore, Lease } from '../../src/store/types.js'
 import { sleep } from '../../src/time.js'
+import { useCleanup } from '../support/fixtures.js'
 import { waitFor } from '../support/wait.js'
 import { makeGrant, randomGrantKey, recordGrants } from './helpers.js'
 import { StoreError } from '../../src/errors.js'
@@ -27,15 +28,12 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
     let replicaB: GrantStore
     let key: string
 
+    const cleanup = useCleanup()
     beforeEach(async () => {
-      world = await createWorld()
+      world = cleanup.add(await createWorld())
       replicaA = await world.open()
       replicaB = await world.open()
       key = randomGrantKey()
-    })
-
-    afterEach(async () => {
-      await world.close()
     })
 
     const lease = async (store: GrantStore, ttlMs = 10_000): Promise<Lease> => {

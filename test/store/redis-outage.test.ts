@@ -1,32 +1,22 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Lease } from '../../src/store/types.js'
 import { freePort } from '../support/ports.js'
-import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
+import { useCleanup } from '../support/fixtures.js'
+import { spawnRedisServer } from '../support/redis-server.js'
 import { captureLogs } from '../support/logs.js'
 import { sleep } from '../../src/time.js'
 import { waitFor } from '../support/wait.js'
 import { expectStoreErrorWithin, makeGrant, randomGrantKey, recordGrants } from './helpers.js'
-import { createRedisWorld, type RedisWorld } from './redis-world.js'
-import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
+import { createRedisWorld } from './redis-world.js'
+import { startTcpProxy } from '../support/tcp-proxy.js'
 
 // Each test runs its own redis-server (these tests kill it), reached over loopback only.
 describe('redis grant store when Redis fails', () => {
-  let server: SpawnedRedis | undefined
-  let proxy: TcpProxy | undefined
-  let world: RedisWorld | undefined
-
-  afterEach(async () => {
-    await world?.close()
-    await proxy?.close()
-    await server?.stop()
-    world = undefined
-    proxy = undefined
-    server = undefined
-  })
+  const cleanup = useCleanup()
 
   it('fails fast with a StoreError while Redis is down, then reconnects and resubscribes by itself', async () => {
-    server = await spawnRedisServer()
-    world = await createRedisWorld({ url: server.url, deleteKeys: false })
+    const server = cleanup.add(await spawnRedisServer())
+    const world = cleanup.add(await createRedisWorld({ url: server.url, deleteKeys: false }))
     const logs = captureLogs()
     const writer = await world.openWith({ log: logs.log })
     const reader = await world.openWith({ log: logs.log })
@@ -69,9 +59,9 @@ describe('redis grant store when Redis fails', () => {
   })
 
   it('times out instead of hanging when Redis stops answering, and recovers when it answers again', async () => {
-    server = await spawnRedisServer()
-    proxy = await startTcpProxy({ port: server.port })
-    world = await createRedisWorld({ url: server.url })
+    const server = cleanup.add(await spawnRedisServer())
+    const proxy = cleanup.add(await startTcpProxy({ port: server.port }))
+    const world = cleanup.add(await createRedisWorld({ url: server.url }))
     const logs = captureLogs()
     const store = await world.openWith({ url: `redis://127.0.0.1:${proxy.port}`, log: logs.log })
     const key = randomGrantKey()
@@ -104,9 +94,9 @@ describe('redis grant store when Redis fails', () => {
   })
 
   it('tells a replica about grants written while its subscriber was cut off, once it is back', async () => {
-    server = await spawnRedisServer()
-    proxy = await startTcpProxy({ port: server.port })
-    world = await createRedisWorld({ url: server.url })
+    const server = cleanup.add(await spawnRedisServer())
+    const proxy = cleanup.add(await startTcpProxy({ port: server.port }))
+    const world = cleanup.add(await createRedisWorld({ url: server.url }))
     const writer = await world.open()
     const cutOff = await world.openWith({ url: `redis://127.0.0.1:${proxy.port}` })
     const key = randomGrantKey()
@@ -128,7 +118,7 @@ describe('redis grant store when Redis fails', () => {
   })
 
   it('waits only briefly for a Redis that never answered, then reports it unavailable', async () => {
-    world = await createRedisWorld({ url: `redis://127.0.0.1:${await freePort()}`, deleteKeys: false })
+    const world = cleanup.add(await createRedisWorld({ url: `redis://127.0.0.1:${await freePort()}`, deleteKeys: false }))
     const store = await world.openWith({ ready: false })
     await expectStoreErrorWithin(store.get(randomGrantKey()), 1500, 'unavailable')
     await expect(store.ready(300)).rejects.toMatchObject({ name: 'StoreError', kind: 'unavailable' })

@@ -5,6 +5,7 @@
  */
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createCleanup, useCleanup } from './fixtures.js'
 import { captureLogs } from './logs.js'
 import { startTcpProxy } from './tcp-proxy.js'
 import { waitFor } from './wait.js'
@@ -98,5 +99,45 @@ describe('waitFor', () => {
     const started = Date.now()
     await expect(waitFor('anything', async () => { throw new Error('the broker exited') }, { timeout: 5000 })).rejects.toThrow('the broker exited')
     expect(Date.now() - started).toBeLessThan(1000)
+  })
+})
+
+describe('useCleanup', () => {
+  const closed: string[] = []
+
+  describe('registers an afterEach that', () => {
+    const cleanup = useCleanup()
+    it('takes a resource in the line that opens it', () => {
+      const first = cleanup.add({ close: () => { closed.push('first') } })
+      expect(first).toHaveProperty('close')
+      cleanup.add({ stop: async () => { closed.push('stopped') } })
+      cleanup.add({ disconnect: () => { closed.push('disconnected') } })
+      cleanup.add(first, () => { closed.push('closed its own way') })
+      cleanup.defer(() => { closed.push('deferred') })
+      expect(closed).toEqual([])
+    })
+    it('ran everything after the previous test, last registered first', () => {
+      expect(closed.splice(0)).toEqual(['deferred', 'closed its own way', 'disconnected', 'stopped', 'first'])
+    })
+  })
+
+  it('runs every close even when one fails, then rethrows that failure', async () => {
+    const cleanup = createCleanup()
+    cleanup.defer(() => { closed.push('a') })
+    cleanup.defer(async () => { closed.push('b'); throw new Error('b failed') })
+    cleanup.defer(() => { closed.push('c') })
+    await expect(cleanup.run()).rejects.toThrow('b failed')
+    expect(closed.splice(0)).toEqual(['c', 'b', 'a'])
+    await cleanup.run() // nothing left
+    expect(closed).toEqual([])
+  })
+
+  it('reports several failures together', async () => {
+    const cleanup = createCleanup()
+    cleanup.add({ close: () => { throw new Error('one') } })
+    cleanup.add({ stop: async () => { throw new Error('two') } })
+    const failure = await cleanup.run().then(() => undefined, (err: unknown) => err)
+    expect(failure).toBeInstanceOf(AggregateError)
+    expect((failure as AggregateError).errors.map(err => (err as Error).message)).toEqual(['two', 'one'])
   })
 })
