@@ -4,7 +4,9 @@
  * it is a condition best named in words ("the rotation event"). For a fixed pause, `sleep` from
  * src/time.ts. `waitFor` does not need vitest, so harness code that bench/ runs outside it can use it.
  */
-import { sleep } from '../../src/time.js'
+// Not src/time.ts's sleep: that one never keeps the process alive, and a wait outside vitest (bench/
+// starting a broker whose process has just exited) would end the process mid-wait instead of failing.
+import { setTimeout as pause } from 'node:timers/promises'
 
 export interface WaitOptions {
   /** How long to wait at most, in ms (default 5000). */
@@ -23,6 +25,6 @@ export async function waitFor (what: string, condition: () => boolean | Promise<
   for (;;) {
     if (await condition()) return Date.now()
     if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`)
-    await sleep(options.interval ?? 25)
+    await pause(options.interval ?? 25)
   }
 }
