@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bearer, eventually, expectProblem, keys, startApiWorld, type ApiWorld } from './world.js'
+import { bearer, expectProblem, keys, startApiWorld, type ApiWorld } from './world.js'
+import { waitFor } from '../support/wait.js'
 
 interface Listed { id: string, kind: string, state: string, provider: string, consecutive_failures: number, last_error?: { kind: string }, allowed_callers?: string[], secret_path?: string, backend_only?: boolean }
 
@@ -11,7 +12,7 @@ describe('credential lists and forced refresh', () => {
   beforeAll(async () => {
     world = await startApiWorld()
     // Let the start-up refreshes run, so states and errors are settled.
-    await eventually(() => world.standIns.kivra.mints >= 1 && world.standIns.kivraRejecting.mintAttempts >= 1 && world.standIns.kigoDown.mintAttempts >= 1)
+    await waitFor('the start-up refreshes', () => world.standIns.kivra.mints >= 1 && world.standIns.kivraRejecting.mintAttempts >= 1 && world.standIns.kigoDown.mintAttempts >= 1)
   })
   afterAll(async () => { await world.close() })
 

@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tempFile } from '../support/app.js'
 import { sirGivingWebhookHeaders, type ProviderStandIn } from '../support/providers/index.js'
 import { audience, issuer, signingKey } from '../auth/jwt-issuer.js'
-import { bearer, eventually, keys, startApiWorld, type ApiWorld } from './world.js'
+import { bearer, keys, startApiWorld, type ApiWorld } from './world.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
 
 const fingerprintOf = (token: string): string => createHash('sha256').update(token).digest('base64url').slice(0, 12)
 
@@ -76,8 +78,8 @@ describe('log capture at LOG_LEVEL=debug over a realistic sequence', () => {
     expect((await inject({ method: 'POST', url: '/v1/credentials/kivra/token/rejections', headers: { authorization: secretLookingAuthorization }, payload: { access_token: current } })).statusCode).toBe(401)
 
     // Let background refreshes and their failure logs land.
-    await eventually(() => world.standIns.kigoDown.mintAttempts >= 1 && world.standIns.klaviDropping.mintAttempts >= 1)
-    await new Promise(resolve => setTimeout(resolve, 100))
+    await waitFor('the failing refreshes', () => world.standIns.kigoDown.mintAttempts >= 1 && world.standIns.klaviDropping.mintAttempts >= 1)
+    await sleep(100)
   })
   afterAll(async () => { await world.close() })
 

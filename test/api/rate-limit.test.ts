@@ -3,10 +3,13 @@ import { Redis } from 'ioredis'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config.js'
 import { buildTestApp, sha256Hex, type TestApp } from '../support/app.js'
+import { useCleanup } from '../support/fixtures.js'
 import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
-import { bearer, eventually, expectProblem } from './world.js'
+import { bearer, expectProblem } from './world.js'
 import { ConfigError } from '../../src/errors.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
 
 const limit = 2
 const emptySha = createHash('sha256').update('').digest('hex')
@@ -37,7 +40,7 @@ const secrets = { 'secret/sir': { secretKey: 'sk_test_rate', hmacSecret: 'ab'.re
  */
 async function awayFromWindowEdge (): Promise<void> {
   const left = 60_000 - (Date.now() % 60_000)
-  if (left < 3000) await new Promise(resolve => setTimeout(resolve, left + 20))
+  if (left < 3000) await sleep(left + 20)
 }
 
 type Injectable = TestApp['app']
@@ -45,6 +48,7 @@ const send = async (app: Injectable, caller: string | null, request: { method: s
   await app.inject({ method: request.method as 'GET', url: request.url, payload: request.payload as object | undefined, headers: caller === null ? {} : bearer(keyOf(caller)) })
 
 describe('per-caller rate limit (RATE_LIMIT_PER_MINUTE)', () => {
+  const cleanup = useCleanup()
   beforeEach(awayFromWindowEdge)
 
   it('defaults to 6000 a minute and rejects a nonsensical value at start', () => {
@@ -101,17 +105,13 @@ describe('per-caller rate limit (RATE_LIMIT_PER_MINUTE)', () => {
 
     it('keeps its counters under REDIS_KEY_PREFIX, one key per caller and window', async () => {
       for (let i = 0; i < limit + 2; i++) await send(testApp.app, 'c-keys', { method: 'GET', url: '/v1/credentials' })
-      await new Promise(resolve => setTimeout(resolve, 500)) // one flush
-      const redis = new Redis(testRedisUrl())
-      try {
-        const keys = await redis.keys(`${testApp.prefix}:ratelimit:c-keys:*`)
-        expect(keys).toHaveLength(1)
-        expect(keys[0]).toBe(`${testApp.prefix}:ratelimit:c-keys:${Math.floor(Date.now() / 60_000)}`)
-        expect(Number(await redis.get(keys[0] as string))).toBe(limit + 2)
-        expect(await redis.pttl(keys[0] as string)).toBeGreaterThan(60_000)
-      } finally {
-        redis.disconnect()
-      }
+      await sleep(500) // one flush
+      const redis = cleanup.add(new Redis(testRedisUrl()))
+      const keys = await redis.keys(`${testApp.prefix}:ratelimit:c-keys:*`)
+      expect(keys).toHaveLength(1)
+      expect(keys[0]).toBe(`${testApp.prefix}:ratelimit:c-keys:${Math.floor(Date.now() / 60_000)}`)
+      expect(Number(await redis.get(keys[0] as string))).toBe(limit + 2)
+      expect(await redis.pttl(keys[0] as string)).toBeGreaterThan(60_000)
     })
 
     it('is exact within one replica, even for a burst of concurrent first requests', async () => {
@@ -123,46 +123,35 @@ describe('per-caller rate limit (RATE_LIMIT_PER_MINUTE)', () => {
 
   it('is shared by replicas using the same Redis and prefix', async () => {
     const prefix = uniquePrefix('rl-shared')
+    cleanup.defer(async () => { await deleteKeys(testRedisUrl(), prefix) })
     const env = { RATE_LIMIT_PER_MINUTE: String(limit), REDIS_KEY_PREFIX: prefix }
-    const [first, second] = [await buildTestApp({ credentialsFile, secrets, env }), await buildTestApp({ credentialsFile, secrets, env })]
-    try {
-      const request = { method: 'GET', url: '/v1/credentials' }
-      for (let i = 0; i < limit; i++) expect((await send(first.app, 'c-shared', request)).statusCode).toBe(200)
-      // Replicas share counts through Redis at each flush (200 ms), not on every request.
-      await new Promise(resolve => setTimeout(resolve, 500))
-      expectProblem(await send(second.app, 'c-shared', request), 429, 'CB_RATE_LIMITED')
-      expectProblem(await send(first.app, 'c-shared', request), 429, 'CB_RATE_LIMITED')
-    } finally {
-      await first.close()
-      await second.close()
-      await deleteKeys(testRedisUrl(), prefix)
-    }
+    const first = cleanup.add(await buildTestApp({ credentialsFile, secrets, env }))
+    const second = cleanup.add(await buildTestApp({ credentialsFile, secrets, env }))
+    const request = { method: 'GET', url: '/v1/credentials' }
+    for (let i = 0; i < limit; i++) expect((await send(first.app, 'c-shared', request)).statusCode).toBe(200)
+    // Replicas share counts through Redis at each flush (200 ms), not on every request.
+    await sleep(500)
+    expectProblem(await send(second.app, 'c-shared', request), 429, 'CB_RATE_LIMITED')
+    expectProblem(await send(first.app, 'c-shared', request), 429, 'CB_RATE_LIMITED')
   })
 
   it('counts in memory per replica without REDIS_URL', async () => {
     const env = { RATE_LIMIT_PER_MINUTE: String(limit) }
-    const [first, second] = [await buildTestApp({ credentialsFile, secrets, env, store: 'memory' }), await buildTestApp({ credentialsFile, secrets, env, store: 'memory' })]
-    try {
-      const request = { method: 'GET', url: '/v1/credentials' }
-      for (let i = 0; i < limit; i++) expect((await send(first.app, 'c-shared', request)).statusCode).toBe(200)
-      expectProblem(await send(first.app, 'c-shared', request), 429, 'CB_RATE_LIMITED')
-      expect((await send(second.app, 'c-shared', request)).statusCode).toBe(200)
-    } finally {
-      await first.close()
-      await second.close()
-    }
+    const first = cleanup.add(await buildTestApp({ credentialsFile, secrets, env, store: 'memory' }))
+    const second = cleanup.add(await buildTestApp({ credentialsFile, secrets, env, store: 'memory' }))
+    const request = { method: 'GET', url: '/v1/credentials' }
+    for (let i = 0; i < limit; i++) expect((await send(first.app, 'c-shared', request)).statusCode).toBe(200)
+    expectProblem(await send(first.app, 'c-shared', request), 429, 'CB_RATE_LIMITED')
+    expect((await send(second.app, 'c-shared', request)).statusCode).toBe(200)
   })
 
   describe('when its Redis goes away', () => {
+    const suiteCleanup = useCleanup({ after: 'all' })
     let redis: SpawnedRedis
     let testApp: TestApp
     beforeAll(async () => {
-      redis = await spawnRedisServer()
-      testApp = await buildTestApp({ credentialsFile, secrets, env: { RATE_LIMIT_PER_MINUTE: String(limit), REDIS_URL: redis.url } })
-    })
-    afterAll(async () => {
-      await testApp.close().catch(() => {})
-      await redis.stop()
+      redis = suiteCleanup.add(await spawnRedisServer())
+      testApp = suiteCleanup.add(await buildTestApp({ credentialsFile, secrets, env: { RATE_LIMIT_PER_MINUTE: String(limit), REDIS_URL: redis.url } }), async app => { await app.close().catch(() => {}) })
     })
 
     it('while Redis is down: no failed request, one warning, and the limit still holds per replica', async () => {
@@ -170,19 +159,19 @@ describe('per-caller rate limit (RATE_LIMIT_PER_MINUTE)', () => {
       for (let i = 0; i < limit; i++) expect((await send(testApp.app, 'c-outage', request)).statusCode).toBe(200)
       await redis.kill()
       const unreachable = (): number => testApp.logs.entries().filter(entry => entry.msg === 'rate-limit Redis unreachable; each replica counts on its own until it returns').length
-      await eventually(() => unreachable() > 0)
+      await waitFor('the unreachable warning', () => unreachable() > 0)
       // A caller already over its limit stays limited; a new caller is counted here alone.
       expectProblem(await send(testApp.app, 'c-outage', request), 429, 'CB_RATE_LIMITED')
       const statuses: number[] = []
       for (let i = 0; i <= limit; i++) statuses.push((await send(testApp.app, 'c-outage-new', request)).statusCode)
       expect(statuses).toEqual([...Array(limit).fill(200), 429])
       // Reconnect attempts keep failing meanwhile; still one line for the outage.
-      await new Promise(resolve => setTimeout(resolve, 500))
+      await sleep(500)
       expect(unreachable()).toBe(1)
       expect(testApp.logs.entries().filter(entry => entry.msg === 'unhandled error')).toEqual([])
 
       await redis.restart()
-      await eventually(() => testApp.logs.entries().some(entry => entry.msg === 'rate-limit Redis reachable again'), 10_000)
+      await waitFor('the reachable-again line', () => testApp.logs.entries().some(entry => entry.msg === 'rate-limit Redis reachable again'), { timeout: 10_000 })
     })
   })
 })

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { bearer, eventually, expectProblem, keys, startApiWorld, type ApiWorld } from './world.js'
+import { bearer, expectProblem, keys, startApiWorld, type ApiWorld } from './world.js'
+import { waitFor } from '../support/wait.js'
 
 interface TokenBody { access_token: string, expires_in: number }
 
@@ -20,7 +21,7 @@ describe('POST /v1/credentials/:id/token/rejections', () => {
     beforeEach(async () => {
       // The start-up refresh has run (or is joined here), so mint counts below are only ours.
       await current('kivra')
-      await eventually(() => world.standIns.kivra.mints >= 1)
+      await waitFor('the start-up mint', () => world.standIns.kivra.mints >= 1)
     })
 
     it('reporting the current token mints exactly once and answers the new token (no-store)', async () => {

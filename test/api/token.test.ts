@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bearer, eventually, expectProblem, keys, startApiWorld, type ApiWorld } from './world.js'
+import { bearer, expectProblem, keys, startApiWorld, type ApiWorld } from './world.js'
+import { waitFor } from '../support/wait.js'
 
 describe('GET /v1/credentials/:id/token', () => {
   let world: ApiWorld
@@ -154,6 +155,6 @@ describe('GET /v1/credentials/:id/token', () => {
     const retryAfter = Number(response.headers['retry-after'])
     expect(retryAfter).toBeGreaterThanOrEqual(1)
     expect(problem.retry_after).toBe(retryAfter)
-    await eventually(() => world.standIns[standIn].mintAttempts >= 1)
+    await waitFor('a mint attempt', () => world.standIns[standIn].mintAttempts >= 1)
   })
 })

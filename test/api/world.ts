@@ -159,12 +159,3 @@ export function expectProblem (response: LightMyRequestResponse, status: number,
   expect(problem).not.toHaveProperty('stack')
   return problem
 }
-
-/** Resolves when `condition` holds, polling every 10 ms (for background work such as the start-up mint). */
-export async function eventually (condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise(resolve => setTimeout(resolve, 10))
-  }
-}

@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it, vi } from 'vitest'
-import { buildTestApp, exampleApiKey, sha256Hex, type TestApp } from '../support/app.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { describe, expect, it, vi } from 'vitest'
+import { buildTestApp, exampleApiKey, sha256Hex } from '../support/app.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
 
 /** The value of one sample line of the Prometheus text format, or undefined. */
 function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -14,25 +15,18 @@ function sample (text: string, name: string, labels: Record<string, string> = {}
 }
 
 describe('GET /metrics', () => {
-  let testApp: TestApp | undefined
-  let kivra: KivraStandIn | undefined
-  afterEach(async () => {
-    await testApp?.close()
-    await kivra?.close()
-    testApp = undefined
-    kivra = undefined
-  })
+  const cleanup = useCleanup()
 
   it('counts what the broker did: requests by result, refreshes by reason and result, expiry, breaker, health', async () => {
-    kivra = await startKivraStandIn()
-    testApp = await buildTestApp({
+    const kivra = cleanup.add(await startKivraStandIn())
+    const testApp = cleanup.add(await buildTestApp({
       credentialsFile: {
         callers: [{ id: 'service', api_key_sha256: sha256Hex(exampleApiKey) }],
         credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, allowed_callers: ['service'], timeout_ms: 500 }]
       },
       secrets: { 'secret/kivra': { ...kivra.secret } as Record<string, string> },
       overrides: { brokerOptions: { breakerFailureThreshold: 2 } }
-    })
+    }))
     const { app } = testApp
     const get = async (): Promise<number> => (await app.inject({ url: '/v1/credentials/kivra/token', headers: { authorization: `Bearer ${exampleApiKey}` } })).statusCode
     await app.broker.forceRefresh('kivra') // the warm-up may race this; either way a grant is held
@@ -66,29 +60,21 @@ describe('GET /metrics', () => {
 })
 
 describe('credential_broker_circuit_breaker_state', () => {
-  let testApp: TestApp | undefined
-  let sandbox: KivraStandIn | undefined
-  let production: KivraStandIn | undefined
-  afterEach(async () => {
-    await testApp?.close()
-    await sandbox?.close()
-    await production?.close()
-    testApp = undefined
-  })
+  const cleanup = useCleanup()
 
   it('is per endpoint: one Kivra endpoint closing again does not hide another one that is open', async () => {
-    sandbox = await startKivraStandIn()
-    production = await startKivraStandIn({ clientId: sandbox.secret.client_id, clientSecret: sandbox.secret.client_secret })
+    const sandbox = cleanup.add(await startKivraStandIn())
+    const production = cleanup.add(await startKivraStandIn({ clientId: sandbox.secret.client_id, clientSecret: sandbox.secret.client_secret }))
     const credential = (id: string, environment: string, url: string): Record<string, unknown> =>
       ({ id, provider: 'kivra', environment, secret: 'secret/kivra', base_url: url, allowed_callers: ['service'], timeout_ms: 500 })
-    testApp = await buildTestApp({
+    const testApp = cleanup.add(await buildTestApp({
       credentialsFile: {
         callers: [{ id: 'service', api_key_sha256: sha256Hex(exampleApiKey) }],
         credentials: [credential('kivra-sandbox', 'sandbox', sandbox.url), credential('kivra-production', 'production', production.url)]
       },
       secrets: { 'secret/kivra': { ...sandbox.secret } as Record<string, string> },
       overrides: { brokerOptions: { breakerFailureThreshold: 2, breakerCooldownMs: 200 } }
-    })
+    }))
     const { app } = testApp
     sandbox.setFault({ kind: 'server-error', status: 503 })
     production.setFault({ kind: 'server-error', status: 503 })
@@ -103,8 +89,8 @@ describe('credential_broker_circuit_breaker_state', () => {
     // (A background retry may catch production's breaker half-open for a moment; it opens again at once.)
     await vi.waitFor(async () => {
       const text = (await app.inject('/metrics')).body
-      expect(sample(text, 'credential_broker_circuit_breaker_state', { endpoint: `kivra:sandbox:${sandbox!.url}` })).toBe(0)
-      expect(sample(text, 'credential_broker_circuit_breaker_state', { endpoint: `kivra:production:${production!.url}` })).toBe(2)
+      expect(sample(text, 'credential_broker_circuit_breaker_state', { endpoint: `kivra:sandbox:${sandbox.url}` })).toBe(0)
+      expect(sample(text, 'credential_broker_circuit_breaker_state', { endpoint: `kivra:production:${production.url}` })).toBe(2)
     }, { timeout: 5_000, interval: 100 })
   })
 })

@@ -1,18 +1,19 @@
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { useCleanup } from '../support/fixtures.js'
 import { runBroker, startBroker, type BrokerProcess } from '../support/process.js'
 
 /** An empty directory, so no ./credentials.yaml is found and the embedded defaults apply. */
 const emptyDir = (): string => mkdtempSync(join(tmpdir(), 'cb-cwd-'))
 
 describe('the broker process (npm start)', () => {
-  let running: BrokerProcess | undefined
-  afterEach(async () => { await running?.stop('SIGKILL'); running = undefined })
+  const cleanup = useCleanup()
+  const kill = async (broker: Pick<BrokerProcess, 'stop'>): Promise<void> => { await broker.stop('SIGKILL') }
 
   it('starts on its embedded defaults with no environment, and says so', async () => {
-    running = await startBroker({}, { cwd: emptyDir() })
+    const running = cleanup.add(await startBroker({}, { cwd: emptyDir() }), kill)
     const health = await fetch(`${running.url}/healthz`)
     expect(health.status).toBe(200)
     expect(await health.json()).toEqual({ status: 'ok' })
@@ -34,13 +35,13 @@ describe('the broker process (npm start)', () => {
   })
 
   it('stops on SIGTERM with exit code 0', async () => {
-    running = await startBroker({}, { cwd: emptyDir() })
+    const running = cleanup.add(await startBroker({}, { cwd: emptyDir() }), kill)
     const exit = await running.stop('SIGTERM')
     expect(exit.code).toBe(0)
   })
 
   it('refuses embedded defaults in production: exit 78, one line per problem, no stack trace', async () => {
-    const process = runBroker({ NODE_ENV: 'production' }, { cwd: emptyDir() })
+    const process = cleanup.add(runBroker({ NODE_ENV: 'production' }, { cwd: emptyDir() }), kill)
     const exit = await process.exited
     expect(exit.code).toBe(78)
     expect(process.stderr[0]).toBe('credential-broker: invalid configuration (4 problems)')
@@ -49,7 +50,7 @@ describe('the broker process (npm start)', () => {
   })
 
   it('exits 78 naming an invalid variable', async () => {
-    const process = runBroker({ PORT: 'http' }, { cwd: emptyDir() })
+    const process = cleanup.add(runBroker({ PORT: 'http' }, { cwd: emptyDir() }), kill)
     expect((await process.exited).code).toBe(78)
     expect(process.stderr).toEqual(['credential-broker: invalid configuration (1 problem)', '  PORT: expected a port number'])
   })

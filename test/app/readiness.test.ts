@@ -1,29 +1,23 @@
 import { randomBytes } from 'node:crypto'
-import { afterEach, describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp } from '../support/app.js'
+import { describe, expect, it } from 'vitest'
+import { buildTestApp } from '../support/app.js'
+import { useCleanup } from '../support/fixtures.js'
 import { freePort } from '../support/ports.js'
-import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
+import { spawnRedisServer } from '../support/redis-server.js'
 
 describe('GET /readyz', () => {
-  let testApp: TestApp | undefined
-  let redis: SpawnedRedis | undefined
-  afterEach(async () => {
-    await testApp?.close()
-    await redis?.stop()
-    testApp = undefined
-    redis = undefined
-  })
+  const cleanup = useCleanup()
 
   it('is ready with Redis up', async () => {
-    testApp = await buildTestApp()
+    const testApp = cleanup.add(await buildTestApp())
     const response = await testApp.app.inject('/readyz')
     expect(response.statusCode).toBe(200)
     expect(response.json()).toMatchObject({ status: 'ready', checks: { store: { kind: 'redis', state: 'up', embedded: false } } })
   })
 
   it('is degraded, not failing, when Redis is unreachable, and ready again when it returns', async () => {
-    redis = await spawnRedisServer()
-    testApp = await buildTestApp({ env: { REDIS_URL: redis.url } })
+    const redis = cleanup.add(await spawnRedisServer())
+    const testApp = cleanup.add(await buildTestApp({ env: { REDIS_URL: redis.url } }))
     expect((await testApp.app.inject('/readyz')).json()).toMatchObject({ status: 'ready' })
 
     await redis.kill()
@@ -33,19 +27,19 @@ describe('GET /readyz', () => {
     expect(degraded.body).not.toContain(redis.url)
 
     await redis.restart()
-    await expect.poll(async () => (await testApp?.app.inject('/readyz'))?.json().status, { timeout: 10_000, interval: 200 }).toBe('ready')
+    await expect.poll(async () => (await testApp.app.inject('/readyz')).json().status, { timeout: 10_000, interval: 200 }).toBe('ready')
   })
 
   it('starts degraded when Redis is unreachable from the beginning', async () => {
     const port = await freePort()
-    testApp = await buildTestApp({ env: { REDIS_URL: `redis://127.0.0.1:${port}`, TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64') } })
+    const testApp = cleanup.add(await buildTestApp({ env: { REDIS_URL: `redis://127.0.0.1:${port}`, TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64') } }))
     const response = await testApp.app.inject('/readyz')
     expect(response.statusCode).toBe(200)
     expect(response.json()).toMatchObject({ status: 'degraded', checks: { store: { state: 'down' } } })
   })
 
   it('answers 503 not_ready while shutting down', async () => {
-    testApp = await buildTestApp({ store: 'memory' })
+    const testApp = cleanup.add(await buildTestApp({ store: 'memory' }))
     const { app } = testApp
     await app.listen({ port: 0, host: '127.0.0.1' })
     const address = app.server.address()

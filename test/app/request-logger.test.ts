@@ -1,16 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
-import { createLogger } from '../../src/observability/logger.js'
-import { captureLogs, tempFile } from '../support/app.js'
+import { tempFile } from '../support/app.js'
+import { useCleanup } from '../support/fixtures.js'
+import { captureLogs } from '../support/logs.js'
 
 describe('the per-request logger', () => {
-  let close: (() => Promise<void>) | undefined
-  afterEach(async () => { await close?.() })
+  const cleanup = useCleanup()
 
   it('is created only for requests that log', async () => {
-    const { stream, logs } = captureLogs()
-    const logger = createLogger('info', stream)
+    const logs = captureLogs('info')
+    const logger = logs.log
     let requestChildren = 0
     const child = logger.child.bind(logger)
     logger.child = ((bindings: Record<string, unknown>, options?: object) => {
@@ -18,8 +18,7 @@ describe('the per-request logger', () => {
       return child(bindings, options)
     }) as typeof logger.child
     const config = loadConfig({ CREDENTIALS_FILE: tempFile('c.yaml', 'credentials: []'), SECRETS_FILE: tempFile('s.json', '{}') })
-    const app = await buildApp(config, { logger })
-    close = async () => { await app.close() }
+    const app = cleanup.add(await buildApp(config, { logger }))
     app.get('/boom', async () => { throw new Error('boom') })
     await app.ready()
 

@@ -1,32 +1,23 @@
 import { randomBytes } from 'node:crypto'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { buildTestApp, exampleApiKey, sha256Hex, type TestApp } from '../support/app.js'
+import { useCleanup } from '../support/fixtures.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
 
 const adminKey = 'vault-test-admin-key-0123456789'
 
 describe('the broker on Vault (AppRole, encryption key held in Vault)', () => {
-  let testApp: TestApp | undefined
-  let vault: VaultStandIn | undefined
-  let kivra: KivraStandIn | undefined
-  afterEach(async () => {
-    await testApp?.close()
-    await vault?.close()
-    await kivra?.close()
-    testApp = undefined
-    vault = undefined
-    kivra = undefined
-  })
+  const cleanup = useCleanup()
 
   async function start (): Promise<{ testApp: TestApp, vault: VaultStandIn, kivra: KivraStandIn }> {
-    kivra = await startKivraStandIn()
-    vault = await startVaultStandIn()
+    const kivra = cleanup.add(await startKivraStandIn())
+    const vault = cleanup.add(await startVaultStandIn())
     vault.createPolicy('broker', ['secret/data/providers/*', 'secret/metadata/providers/*', 'secret/data/broker/*'])
     vault.addAppRole({ roleName: 'broker', roleId: 'role-id-1', secretId: 'secret-id-1', tokenTtlSeconds: 3600, policies: ['broker'] })
     vault.writeSecret('secret/providers/kivra', { ...kivra.secret } as Record<string, string>)
     vault.writeSecret('secret/broker/token-key', { keys: `k1:${randomBytes(32).toString('base64')}` })
-    testApp = await buildTestApp({
+    const testApp = cleanup.add(await buildTestApp({
       credentialsFile: {
         callers: [{ id: 'service', api_key_sha256: sha256Hex(exampleApiKey) }, { id: 'admin', api_key_sha256: sha256Hex(adminKey), admin: true }],
         credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/providers/kivra', base_url: kivra.url, allowed_callers: ['service'] }]
@@ -39,7 +30,7 @@ describe('the broker on Vault (AppRole, encryption key held in Vault)', () => {
         TOKEN_ENCRYPTION_KEY: 'vault:secret/broker/token-key#keys',
         SECRET_CHECK_INTERVAL_SECONDS: '5'
       }
-    })
+    }))
     return { testApp, vault, kivra }
   }
 

@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { UnsecuredJWT } from 'jose'
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createAuthenticator, type Authenticator } from '../../src/auth/authenticate.js'
 import { CallerJwtSchema, CallerSchema, type Caller } from '../../src/config.js'
 import { BrokerError, ConfigError } from '../../src/errors.js'
 import { sha256Hex, tempFile } from '../support/app.js'
-import { captureLog, type CapturedLog } from '../support/providers/context.js'
+import { useCleanup } from '../support/fixtures.js'
+import { captureLogs, type CapturedLogs } from '../support/logs.js'
 import { audience, callerToken, issuer, signingKey, startJwksServer, type JwksServer, type SigningKey } from './jwt-issuer.js'
+import { sleep } from '../../src/time.js'
 
 const mailerSubject = 'system:serviceaccount:mail:mailer'
 const billingKey = `billing-${randomBytes(16).toString('hex')}`
@@ -30,7 +32,7 @@ async function rejection (authenticator: Authenticator, authorization: string | 
 
 describe('createAuthenticator', () => {
   describe('API keys', () => {
-    const authenticator = createAuthenticator({ callers, callerJwt: undefined, log: captureLog().logger })
+    const authenticator = createAuthenticator({ callers, callerJwt: undefined, log: captureLogs().log })
 
     it('finds the caller whose hash matches the presented key', async () => {
       expect((await authenticator.authenticate(`Bearer ${billingKey}`)).id).toBe('billing')
@@ -60,25 +62,25 @@ describe('createAuthenticator', () => {
     let ec: SigningKey
     let es384: SigningKey
     let jwks: JwksServer
-    let log: CapturedLog
+    let logs: CapturedLogs
     let authenticator: Authenticator
     const cooldownMs = 1000
 
     beforeAll(async () => {
       [rsa, ec, es384] = await Promise.all([signingKey('RS256'), signingKey('ES256'), signingKey('ES384')])
     })
+    const cleanup = useCleanup()
     beforeEach(async () => {
       // ES384 is in the key set but not in the allow-list, to prove the allow-list, not the key set, decides.
-      jwks = await startJwksServer([rsa.jwk, ec.jwk, es384.jwk])
-      log = captureLog()
+      jwks = cleanup.add(await startJwksServer([rsa.jwk, ec.jwk, es384.jwk]))
+      logs = captureLogs()
       authenticator = createAuthenticator({
         callers,
         callerJwt: CallerJwtSchema.parse({ issuer, audience, jwks_url: jwks.url }),
-        log: log.logger,
+        log: logs.log,
         remoteJwks: { cooldownMs }
       })
     })
-    afterEach(async () => { await jwks.close() })
 
     const reject = async (token: string): Promise<BrokerError> => await rejection(authenticator, `Bearer ${token}`)
 
@@ -152,9 +154,9 @@ describe('createAuthenticator', () => {
       it('logs the reason at debug, never the token', async () => {
         const token = await callerToken(rsa, { sub: mailerSubject, aud: 'vault' })
         await reject(token)
-        expect(log.lines).toContainEqual(expect.objectContaining({ level: 20, reason: 'ERR_JWT_CLAIM_VALIDATION_FAILED', msg: 'caller JWT rejected' }))
-        expect(log.text()).not.toContain(token)
-        expect(log.text()).not.toContain(token.split('.')[2])
+        expect(logs.entries()).toContainEqual(expect.objectContaining({ level: 20, reason: 'ERR_JWT_CLAIM_VALIDATION_FAILED', msg: 'caller JWT rejected' }))
+        expect(logs.text()).not.toContain(token)
+        expect(logs.text()).not.toContain(token.split('.')[2])
       })
     })
 
@@ -180,13 +182,13 @@ describe('createAuthenticator', () => {
       for (const token of madeUp) await reject(token)
       expect(jwks.fetches).toBe(1)
 
-      await new Promise(resolve => setTimeout(resolve, cooldownMs + 50))
+      await sleep(cooldownMs + 50)
       expect((await authenticator.authenticate(`Bearer ${rotated}`)).id).toBe('mailer')
       expect(jwks.fetches).toBe(2)
 
       // The old key is retired: new tokens signed with it stop working after the next refetch.
       jwks.serve([next.jwk])
-      await new Promise(resolve => setTimeout(resolve, cooldownMs + 50))
+      await sleep(cooldownMs + 50)
       await reject(await callerToken({ ...rsa, kid: 'another-unknown-kid' }, { sub: mailerSubject })) // triggers the refetch
       expect((await reject(await callerToken(rsa, { sub: mailerSubject }))).message).toContain('ERR_JWKS_NO_MATCHING_KEY')
     })
@@ -199,20 +201,20 @@ describe('createAuthenticator', () => {
         expect(err.code).toBe('CB_CALLER_KEYS_UNAVAILABLE')
         expect(err.statusCode).toBe(503)
         expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(1)
-        expect(log.lines).toContainEqual(expect.objectContaining({ level: 40, msg: 'caller JWT not verifiable: key set unavailable' }))
-        expect(log.text()).not.toContain(token)
+        expect(logs.entries()).toContainEqual(expect.objectContaining({ level: 40, msg: 'caller JWT not verifiable: key set unavailable' }))
+        expect(logs.text()).not.toContain(token)
       })
 
       it('once keys were fetched, a JWKS outage past cacheMaxAge keeps verifying with the last good keys', async () => {
         const shortLived = createAuthenticator({
           callers,
           callerJwt: CallerJwtSchema.parse({ issuer, audience, jwks_url: jwks.url }),
-          log: log.logger,
+          log: logs.log,
           remoteJwks: { cooldownMs: 10, cacheMaxAgeMs: 50 }
         })
         expect((await shortLived.authenticate(`Bearer ${await callerToken(rsa, { sub: mailerSubject })}`)).id).toBe('mailer')
         jwks.mode = 'error'
-        await new Promise(resolve => setTimeout(resolve, 120)) // the cached key set is now stale
+        await sleep(120) // the cached key set is now stale
         const fetchesBefore = jwks.fetches
         // A new token (not in the verified-token cache), signed with a key the broker already had.
         expect((await shortLived.authenticate(`Bearer ${await callerToken(rsa, { sub: mailerSubject, extra: { jti: 'fresh' } })}`)).id).toBe('mailer')
@@ -225,7 +227,7 @@ describe('createAuthenticator', () => {
           const err = await reject(await callerToken(rsa, { sub: mailerSubject }))
           expect(err.code).toBe('CB_CALLER_KEYS_UNAVAILABLE')
         }
-        expect(log.lines.filter(line => line.level === 40)).toHaveLength(1)
+        expect(logs.entries().filter(entry => entry.level === 40)).toHaveLength(1)
       })
     })
   })
@@ -236,7 +238,7 @@ describe('createAuthenticator', () => {
 
     it('verifies against the keys in the file', async () => {
       const file = tempFile('jwks.json', JSON.stringify({ keys: [rsa.jwk] }))
-      const authenticator = createAuthenticator({ callers, callerJwt: CallerJwtSchema.parse({ issuer, audience, jwks_file: file }), log: captureLog().logger })
+      const authenticator = createAuthenticator({ callers, callerJwt: CallerJwtSchema.parse({ issuer, audience, jwks_file: file }), log: captureLogs().log })
       expect((await authenticator.authenticate(`Bearer ${await callerToken(rsa, { sub: mailerSubject })}`)).id).toBe('mailer')
       expect((await rejection(authenticator, `Bearer ${await callerToken(rsa, { sub: mailerSubject, aud: 'other' })}`)).code).toBe('CB_UNAUTHENTICATED')
       const stranger = await signingKey('RS256', rsa.kid)
@@ -245,12 +247,12 @@ describe('createAuthenticator', () => {
 
     it('refuses to start on a missing or invalid file, naming caller_jwt.jwks_file', () => {
       const missing = CallerJwtSchema.parse({ issuer, audience, jwks_file: '/nonexistent/jwks.json' })
-      expect(() => createAuthenticator({ callers, callerJwt: missing, log: captureLog().logger })).toThrow(ConfigError)
+      expect(() => createAuthenticator({ callers, callerJwt: missing, log: captureLogs().log })).toThrow(ConfigError)
       const file = tempFile('jwks.json', '')
       writeFileSync(file, '{"not":"a key set"}')
       const invalid = CallerJwtSchema.parse({ issuer, audience, jwks_file: file })
       try {
-        createAuthenticator({ callers, callerJwt: invalid, log: captureLog().logger })
+        createAuthenticator({ callers, callerJwt: invalid, log: captureLogs().log })
         expect.unreachable()
       } catch (err) {
         expect(err).toBeInstanceOf(ConfigError)

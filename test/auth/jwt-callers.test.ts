@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { buildTestApp, sha256Hex, type TestApp } from '../support/app.js'
+import { useCleanup } from '../support/fixtures.js'
 import { expectProblem } from '../api/world.js'
 import { audience, callerToken, issuer, signingKey, startJwksServer, type JwksServer, type SigningKey } from './jwt-issuer.js'
 
@@ -7,10 +8,11 @@ describe('JWT callers through the API (caller_jwt.jwks_url)', () => {
   let key: SigningKey
   let jwks: JwksServer
   let testApp: TestApp
+  const cleanup = useCleanup({ after: 'all' })
   beforeAll(async () => {
     key = await signingKey('ES256')
-    jwks = await startJwksServer([key.jwk])
-    testApp = await buildTestApp({
+    jwks = cleanup.add(await startJwksServer([key.jwk]))
+    testApp = cleanup.add(await buildTestApp({
       credentialsFile: {
         caller_jwt: { issuer, audience, jwks_url: jwks.url },
         callers: [
@@ -24,11 +26,7 @@ describe('JWT callers through the API (caller_jwt.jwks_url)', () => {
         ]
       },
       secrets: { 'secret/sir': { secretKey: 'sk_test_jwt', hmacSecret: 'cd'.repeat(32) } }
-    })
-  })
-  afterAll(async () => {
-    await testApp.close()
-    await jwks.close()
+    }))
   })
 
   const list = async (token: string, url = '/v1/credentials') => await testApp.app.inject({ url, headers: { authorization: `Bearer ${token}` } })

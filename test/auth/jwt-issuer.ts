@@ -4,9 +4,8 @@
  * and tokens signed the way projected service account tokens are (iss, aud, sub, iat, nbf, exp, kid).
  */
 import { randomUUID } from 'node:crypto'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
+import { startScriptedServer } from '../support/scripted-server.js'
 
 export const issuer = 'https://kubernetes.default.svc.cluster.local'
 export const audience = 'credential-broker'
@@ -68,24 +67,19 @@ export async function startJwksServer (keys: JWK[]): Promise<JwksServer> {
   let served = keys
   let fetches = 0
   const state: { mode: JwksServer['mode'] } = { mode: 'ok' }
-  const server: Server = createServer((req, res) => {
-    if (req.url !== '/openid/v1/jwks') { res.writeHead(404).end(); return }
+  const server = await startScriptedServer((request, res) => {
+    if (request.path !== '/openid/v1/jwks') { res.writeHead(404).end(); return }
     fetches += 1
     if (state.mode === 'error') { res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error'); return }
     if (state.mode === 'garbage') { res.writeHead(200, { 'content-type': 'application/json' }).end('<html>'); return }
     res.writeHead(200, { 'content-type': 'application/jwk-set+json' }).end(JSON.stringify({ keys: served }))
   })
-  await new Promise<void>(resolve => { server.listen(0, '127.0.0.1', resolve) })
-  const { port } = server.address() as AddressInfo
   return {
-    url: `http://127.0.0.1:${port}/openid/v1/jwks`,
+    url: `${server.url}/openid/v1/jwks`,
     serve: (next) => { served = next },
     get mode () { return state.mode },
     set mode (value) { state.mode = value },
     get fetches () { return fetches },
-    close: async () => {
-      server.closeAllConnections()
-      await new Promise<void>(resolve => { server.close(() => { resolve() }) })
-    }
+    close: server.close
   }
 }

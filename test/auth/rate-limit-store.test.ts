@@ -1,8 +1,10 @@
 import { Redis } from 'ioredis'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { createSharedCountStore, type RateLimitStore } from '../../src/auth/rate-limit-store.js'
+import { useCleanup } from '../support/fixtures.js'
 import { freePort } from '../support/ports.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
+import { sleep } from '../../src/time.js'
 
 const windowMs = 60_000
 const flushIntervalMs = 50
@@ -10,34 +12,33 @@ const flushIntervalMs = 50
 describe('shared-count rate-limit store (real Redis)', () => {
   let namespace: string
   let clock: number
-  const opened: Array<{ redis: Redis, close: () => Promise<void> }> = []
+  /** The Redis clients of this test's replicas. */
+  let clients: Redis[] = []
+  const cleanup = useCleanup()
 
   beforeEach(() => {
-    namespace = `${uniquePrefix('rl')}:ratelimit:`
+    const prefix = uniquePrefix('rl')
+    cleanup.defer(async () => { await deleteKeys(testRedisUrl(), prefix) })
+    namespace = `${prefix}:ratelimit:`
+    clients = []
     // Mid-window, so nothing straddles an edge unless a test moves the clock there.
     clock = Math.floor(1_700_000_000_000 / windowMs) * windowMs + 10_000
   })
-  afterEach(async () => {
-    for (const { redis, close } of opened.splice(0)) {
-      await close()
-      redis.disconnect()
-    }
-    await deleteKeys(testRedisUrl(), namespace.split(':')[0] as string)
-  })
 
   function replica (url = testRedisUrl()): RateLimitStore {
-    const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500, lazyConnect: false, retryStrategy: () => null })
+    const redis = cleanup.add(new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500, lazyConnect: false, retryStrategy: () => null }))
     redis.on('error', () => {})
+    clients.push(redis)
     const { Store, close } = createSharedCountStore({ redis, namespace, windowMs, flushIntervalMs, now: () => clock })
-    opened.push({ redis, close })
+    cleanup.defer(close)
     return new Store()
   }
   const incr = async (store: RateLimitStore, key: string): Promise<{ current: number, ttl: number }> => await new Promise((resolve, reject) => {
     store.incr(key, (err, result) => { if (err !== null || result === undefined) reject(err ?? new Error('no result')); else resolve(result) })
   })
-  const flushed = async (): Promise<void> => { await new Promise(resolve => setTimeout(resolve, flushIntervalMs * 4)) }
+  const flushed = async (): Promise<void> => { await sleep(flushIntervalMs * 4) }
   const ready = async (): Promise<void> => {
-    await Promise.all(opened.map(async ({ redis }) => { if (redis.status !== 'ready') await new Promise(resolve => redis.once('ready', resolve)) }))
+    await Promise.all(clients.map(async redis => { if (redis.status !== 'ready') await new Promise(resolve => redis.once('ready', resolve)) }))
   }
 
   it('counts every request of a replica exactly, including a concurrent burst', async () => {
@@ -59,12 +60,8 @@ describe('shared-count rate-limit store (real Redis)', () => {
     await flushed()
     expect((await incr(a, 'billing')).current).toBe(8)
     await flushed()
-    const redis = new Redis(testRedisUrl())
-    try {
-      expect(Number(await redis.get(`${namespace}billing:${Math.floor(clock / windowMs)}`))).toBe(8)
-    } finally {
-      redis.disconnect()
-    }
+    const redis = cleanup.add(new Redis(testRedisUrl()))
+    expect(Number(await redis.get(`${namespace}billing:${Math.floor(clock / windowMs)}`))).toBe(8)
   })
 
   it('keeps callers apart', async () => {

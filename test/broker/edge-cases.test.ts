@@ -1,32 +1,25 @@
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { grantKey } from '../../src/broker/grant-identity.js'
 import { CredentialSchema, type RefreshPolicy } from '../../src/config.js'
 import { BrokerError } from '../../src/errors.js'
 import type { Grant } from '../../src/providers/types.js'
 import { createBrokerWorld, standInCredential, type BrokerWorld } from '../support/broker-world.js'
 import { FakeClock } from '../support/fake-clock.js'
+import { useCleanup } from '../support/fixtures.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { sleep } from '../../src/time.js'
 
-let world: BrokerWorld | undefined
-let kivra: KivraStandIn | undefined
-afterEach(async () => {
-  await world?.close()
-  await kivra?.close()
-  world = undefined
-  kivra = undefined
-})
-
-const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+const cleanup = useCleanup()
 
 async function kivraWorld (options: { replicas?: number, lifetimeSeconds?: number, start?: boolean, refresh?: RefreshPolicy, stalledRenewals?: number[], brokerOptions?: NonNullable<Parameters<typeof createBrokerWorld>[0]['options']> } = {}): Promise<{ world: BrokerWorld, kivra: KivraStandIn }> {
-  kivra = await startKivraStandIn({ lifetimeSeconds: options.lifetimeSeconds })
-  world = await createBrokerWorld({
+  const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds: options.lifetimeSeconds }))
+  const world = cleanup.add(await createBrokerWorld({
     ...standInCredential(kivra, { id: 'kivra', provider: 'kivra', refresh: options.refresh }),
     replicas: options.replicas,
     start: options.start,
     options: options.brokerOptions,
     stalledRenewals: options.stalledRenewals
-  })
+  }))
   return { world, kivra }
 }
 
@@ -127,17 +120,17 @@ describe('edge cases of the refresh engine', () => {
   })
 
   it('a cold start of more than ten concurrent mints prints no listener-leak warning', async () => {
-    kivra = await startKivraStandIn()
+    const kivra = cleanup.add(await startKivraStandIn())
     kivra.setFault({ kind: 'latency', ms: 200 }, { times: 12 }) // so the 12 warm-up mints overlap
     const warnings: string[] = []
     const onWarning = (warning: Error): void => { warnings.push(warning.name) }
     process.on('warning', onWarning)
     try {
-      world = await createBrokerWorld({
-        credentials: Array.from({ length: 12 }, (_, i) => ({ id: `k${i}`, provider: 'kivra' as const, secret: 'secret/kivra', base_url: kivra!.url })),
+      cleanup.add(await createBrokerWorld({
+        credentials: Array.from({ length: 12 }, (_, i) => ({ id: `k${i}`, provider: 'kivra' as const, secret: 'secret/kivra', base_url: kivra.url })),
         secrets: { 'secret/kivra': { ...kivra.secret } }
-      })
-      await vi.waitFor(() => { expect(kivra!.mints).toBe(12) }, { timeout: 5000 })
+      }))
+      await vi.waitFor(() => { expect(kivra.mints).toBe(12) }, { timeout: 5000 })
       await sleep(250)
     } finally {
       process.off('warning', onWarning)
@@ -147,12 +140,12 @@ describe('edge cases of the refresh engine', () => {
 
   it('a min_ttl close to the whole lifetime answers 422 instead of minting on every request', async () => {
     const clock = new FakeClock()
-    kivra = await startKivraStandIn({ lifetimeSeconds: 100, now: clock.now })
-    world = await createBrokerWorld({
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds: 100, now: clock.now }))
+    const world = cleanup.add(await createBrokerWorld({
       ...standInCredential(kivra, { id: 'kivra', provider: 'kivra' }),
       clock,
       start: false
-    })
+    }))
     const broker = world.replicas[0]!.broker
     expect((await broker.getToken('kivra', 95)).source).toBe('refreshed') // a fresh grant has 100 s
     for (let i = 0; i < 10; i++) {

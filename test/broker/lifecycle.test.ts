@@ -1,27 +1,31 @@
 import { Redis } from 'ioredis'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { BrokerError } from '../../src/errors.js'
 import type { IssuedToken } from '../../src/broker/types.js'
-import { createBrokerWorld, standInCredential, type BrokerWorld } from '../support/broker-world.js'
+import { createBrokerWorld, standInCredential, type BrokerWorld, type BrokerWorldOptions } from '../support/broker-world.js'
 import { FakeClock } from '../support/fake-clock.js'
-import { startKigoStandIn, startKivraStandIn, startKlaviStandIn, type ProviderStandIn } from '../support/providers/index.js'
-import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKigoStandIn, startKivraStandIn, startKlaviStandIn, type KigoStandIn, type ProviderStandIn } from '../support/providers/index.js'
+import { spawnRedisServer } from '../support/redis-server.js'
+import { sleep } from '../../src/time.js'
 
-let world: BrokerWorld | undefined
-let standIn: ProviderStandIn | undefined
-let redis: SpawnedRedis | undefined
-afterEach(async () => {
-  await world?.close()
-  await standIn?.close()
-  await redis?.stop()
-  world = undefined
-  standIn = undefined
-  redis = undefined
-})
+const cleanup = useCleanup()
 
 /** Provider calls that produced a token (mint, or Klavi's refresh), at the stand-in's (fake) time. */
 function issuances (provider: ProviderStandIn): number[] {
   return provider.requests.filter(request => request.endpoint === 'mint' || request.endpoint === 'refresh').map(request => request.at)
+}
+
+/** A Kigo stand-in (30 min tokens) and a world serving it as credential "kigo", both on one fake clock. */
+async function kigoWorld (options: Pick<BrokerWorldOptions, 'replicas' | 'start' | 'redisUrl'>): Promise<{ clock: FakeClock, kigo: KigoStandIn, world: BrokerWorld }> {
+  const clock = new FakeClock()
+  const kigo = cleanup.add(await startKigoStandIn({ now: clock.now }))
+  const world = cleanup.add(await createBrokerWorld({
+    ...standInCredential(kigo, { id: 'kigo', provider: 'kigo', lifetime_seconds: 1800 }),
+    clock,
+    ...options
+  }))
+  return { clock, kigo, world }
 }
 
 /** Waits until no replica has a refresh in flight, then lets pub/sub notices land. */
@@ -31,7 +35,7 @@ async function settle (target: BrokerWorld): Promise<void> {
       expect(replica.broker.statuses().some(status => status.state === 'refreshing')).toBe(false)
     }
   }, { timeout: 10_000, interval: 5 })
-  await new Promise(resolve => setTimeout(resolve, 15))
+  await sleep(15)
 }
 
 describe('proactive refresh on a fake clock', () => {
@@ -44,12 +48,12 @@ describe('proactive refresh on a fake clock', () => {
 
   it.each(cases)('$name: refreshes at the planned time; no caller gets less than min_ttl', async ({ start, provider, lifetime, config }) => {
     const clock = new FakeClock()
-    standIn = await start({ now: clock.now, lifetimeSeconds: lifetime })
-    world = await createBrokerWorld({
+    const standIn = cleanup.add(await start({ now: clock.now, lifetimeSeconds: lifetime }))
+    const world = cleanup.add(await createBrokerWorld({
       ...standInCredential(standIn as ProviderStandIn & { secret: Record<string, string> }, { id: 'c', provider, ...config }),
       clock,
       replicas: 2
-    })
+    }))
     clock.advance(0) // the warm-up scheduled by start()
     await settle(world)
     expect(issuances(standIn)).toHaveLength(1)
@@ -86,49 +90,48 @@ describe('paced proactive refresh', () => {
    * 30 credentials of 600 s planned at 90 % with no jitter: all due in the same second, 540 s after the
    * cold start. Returns once the cold start has minted each of them.
    */
-  async function thirtyDueTogether (replicas: number): Promise<{ clock: FakeClock, coldStart: number, stand: ProviderStandIn }> {
+  async function thirtyDueTogether (replicas: number): Promise<{ clock: FakeClock, coldStart: number, stand: ProviderStandIn, world: BrokerWorld }> {
     const clock = new FakeClock()
-    const stand = await startKivraStandIn({ now: clock.now, lifetimeSeconds: 600 })
-    standIn = stand
+    const stand = cleanup.add(await startKivraStandIn({ now: clock.now, lifetimeSeconds: 600 }))
     const refresh = { ratio: 0.9, margin_seconds: 0, jitter_ratio: 0 }
-    world = await createBrokerWorld({
+    const world = cleanup.add(await createBrokerWorld({
       credentials: Array.from({ length: 30 }, (_, i) => ({ id: `c${i}`, provider: 'kivra' as const, secret: 'secret/kivra', base_url: stand.url, refresh })),
       secrets: { 'secret/kivra': { ...stand.secret } },
       clock,
       replicas
-    })
+    }))
     clock.advance(0)
     await settle(world)
     expect(issuances(stand)).toHaveLength(30)
-    return { clock, coldStart: clock.now(), stand }
+    return { clock, coldStart: clock.now(), stand, world }
   }
 
   /** Steps the clock from timer to timer until each credential was refreshed once (or the lifetime ran out); the refresh times. */
-  async function refreshesOfTheFirstCycle (clock: FakeClock, coldStart: number, stand: ProviderStandIn): Promise<number[]> {
+  async function refreshesOfTheFirstCycle (world: BrokerWorld, clock: FakeClock, coldStart: number, stand: ProviderStandIn): Promise<number[]> {
     while ((clock.nextTimerAt() ?? Infinity) < coldStart + 600_000 && issuances(stand).length < 60) {
       clock.advanceTo(clock.nextTimerAt() as number)
-      await settle(world as BrokerWorld)
+      await settle(world)
     }
     return issuances(stand).slice(30)
   }
 
   it('30 credentials minted together and planned for the same second are refreshed one second apart, earlier, never later', async () => {
-    const { clock, coldStart, stand } = await thirtyDueTogether(1)
-    const refreshes = await refreshesOfTheFirstCycle(clock, coldStart, stand)
+    const { clock, coldStart, stand, world } = await thirtyDueTogether(1)
+    const refreshes = await refreshesOfTheFirstCycle(world, clock, coldStart, stand)
     expect(refreshes).toHaveLength(30)
     const seconds = refreshes.map(at => Math.floor((at - coldStart) / 1000)).sort((x, y) => x - y)
     // One per second, in the 30 seconds up to the planned one: never later, no earlier than needed.
     expect(seconds).toEqual(Array.from({ length: 30 }, (_, i) => 511 + i))
-    expect(world?.refreshes.filter(event => event.result !== 'success')).toEqual([])
+    expect(world.refreshes.filter(event => event.result !== 'success')).toEqual([])
     for (let i = 0; i < 30; i++) {
-      const { grant } = await world!.replicas[0]!.broker.getToken(`c${i}`, 60)
+      const { grant } = await world.replicas[0]!.broker.getToken(`c${i}`, 60)
       expect(grant.obtainedAt).toBeGreaterThan(coldStart)
     }
   })
 
   it('across replicas: the one that mints chooses the moment, every replica schedules it, and each grant is refreshed once, at that moment', async () => {
-    const { clock, coldStart, stand } = await thirtyDueTogether(3)
-    const schedules = world!.replicas.map(replica => new Map(replica.broker.statuses().map(status => [status.id, status.nextRefreshAt])))
+    const { clock, coldStart, stand, world } = await thirtyDueTogether(3)
+    const schedules = world.replicas.map(replica => new Map(replica.broker.statuses().map(status => [status.id, status.nextRefreshAt])))
     for (let i = 0; i < 30; i++) {
       const at = schedules[0]?.get(`c${i}`)
       expect(at).toBeGreaterThan(coldStart)
@@ -137,25 +140,17 @@ describe('paced proactive refresh', () => {
     }
     const agreed = [...(schedules[0]?.values() ?? [])] as number[]
     expect(new Set(agreed).size).toBeGreaterThan(1) // paced: not all in one moment
-    const refreshes = await refreshesOfTheFirstCycle(clock, coldStart, stand)
+    const refreshes = await refreshesOfTheFirstCycle(world, clock, coldStart, stand)
     expect(refreshes).toHaveLength(30) // each refreshed once, by one replica
     // ...at the agreed moments (the stand-in records the clock's time, which only jumps to timers).
     expect([...refreshes].sort((x, y) => x - y)).toEqual([...agreed].sort((x, y) => x - y))
-    expect(world?.refreshes.filter(event => event.result !== 'success')).toEqual([])
+    expect(world.refreshes.filter(event => event.result !== 'success')).toEqual([])
   })
 })
 
 describe('one mint per cycle across replicas', () => {
   it('three replicas: 500 concurrent calls at cold start → 1 mint; 10 refresh cycles → 10 mints', async () => {
-    const clock = new FakeClock()
-    const kigo = await startKigoStandIn({ now: clock.now })
-    standIn = kigo
-    world = await createBrokerWorld({
-      ...standInCredential(kigo, { id: 'kigo', provider: 'kigo', lifetime_seconds: 1800 }),
-      clock,
-      replicas: 3,
-      start: false
-    })
+    const { clock, kigo, world } = await kigoWorld({ replicas: 3, start: false })
     const replicas = world.replicas
     const tokens = await Promise.all(Array.from({ length: 500 }, async (_, i) => await (replicas[i % 3]?.broker.getToken('kigo', 60) as Promise<IssuedToken>)))
     expect(kigo.mints).toBe(1)
@@ -177,20 +172,19 @@ describe('one mint per cycle across replicas', () => {
 
 describe('fencing', () => {
   it('a lease holder that stalls mid-mint loses: the next holder mints, the late write is rejected', async () => {
-    const kivra = await startKivraStandIn()
-    standIn = kivra
-    world = await createBrokerWorld({
+    const kivra = cleanup.add(await startKivraStandIn())
+    const world = cleanup.add(await createBrokerWorld({
       ...standInCredential(kivra, { id: 'kivra', provider: 'kivra' }),
       replicas: 2,
       start: false,
       options: { leaseTtlMs: 300 },
       stalledRenewals: [0] // replica 0 renews nothing: to Redis it stalled past its lease
-    })
+    }))
     const [a, b] = world.replicas as [typeof world.replicas[0], typeof world.replicas[0]]
     kivra.setFault({ kind: 'latency', ms: 800 }, { times: 1 }) // past A's 300 ms lease, within its 1 s work bound
     const stalled = a.broker.getToken('kivra', 60)
     await vi.waitFor(() => { expect(kivra.mintAttempts).toBe(1) })
-    await new Promise(resolve => setTimeout(resolve, 400)) // A's lease lapses while its mint hangs
+    await sleep(400) // A's lease lapses while its mint hangs
     const fromB = await b.broker.getToken('kivra', 60)
     expect(fromB.source).toBe('refreshed')
     const fromA = await stalled
@@ -208,13 +202,7 @@ describe('fencing', () => {
 
 describe('provider outage', () => {
   it('serves the current grant while it satisfies min_ttl, then 503 with Retry-After, then recovers by itself', async () => {
-    const clock = new FakeClock()
-    const kigo = await startKigoStandIn({ now: clock.now })
-    standIn = kigo
-    world = await createBrokerWorld({
-      ...standInCredential(kigo, { id: 'kigo', provider: 'kigo', lifetime_seconds: 1800 }),
-      clock
-    })
+    const { clock, kigo, world } = await kigoWorld({})
     const broker = world.replicas[0]?.broker as NonNullable<typeof world.replicas[0]>['broker']
     clock.advance(0)
     await settle(world)
@@ -262,16 +250,8 @@ describe('provider outage', () => {
 
 describe('Redis outage', () => {
   it('serves from the local cache, refreshes at most once per replica, and continues on reconnect', async () => {
-    redis = await spawnRedisServer()
-    const clock = new FakeClock()
-    const kigo = await startKigoStandIn({ now: clock.now })
-    standIn = kigo
-    world = await createBrokerWorld({
-      ...standInCredential(kigo, { id: 'kigo', provider: 'kigo', lifetime_seconds: 1800 }),
-      clock,
-      replicas: 3,
-      redisUrl: redis.url
-    })
+    const redis = cleanup.add(await spawnRedisServer())
+    const { clock, kigo, world } = await kigoWorld({ replicas: 3, redisUrl: redis.url })
     clock.advance(0)
     await settle(world)
     expect(kigo.mints).toBe(1)
@@ -303,28 +283,23 @@ describe('Redis outage', () => {
 
 describe('grants at rest', () => {
   it('the raw Redis values hold no plaintext token', async () => {
-    const kivra = await startKivraStandIn()
-    standIn = kivra
-    world = await createBrokerWorld({
+    const kivra = cleanup.add(await startKivraStandIn())
+    const world = cleanup.add(await createBrokerWorld({
       ...standInCredential(kivra, { id: 'kivra', provider: 'kivra' })
-    })
+    }))
     const { grant } = await world.replicas[0]!.broker.getToken('kivra', 60)
-    const raw = new Redis(world.redisUrl)
-    try {
-      const keys = await raw.keys(`${world.prefix}*`)
-      expect(keys.length).toBeGreaterThan(0)
-      const values = await Promise.all(keys.map(async key => {
-        const type = await raw.type(key)
-        if (type === 'string') return await raw.get(key) ?? ''
-        if (type === 'hash') return JSON.stringify(await raw.hgetall(key))
-        return ''
-      }))
-      const dump = values.join('\n')
-      expect(dump.length).toBeGreaterThan(0)
-      expect(dump).not.toContain(grant.accessToken)
-      expect(dump).not.toContain(kivra.secret.client_secret as string)
-    } finally {
-      raw.disconnect()
-    }
+    const raw = cleanup.add(new Redis(world.redisUrl))
+    const keys = await raw.keys(`${world.prefix}*`)
+    expect(keys.length).toBeGreaterThan(0)
+    const values = await Promise.all(keys.map(async key => {
+      const type = await raw.type(key)
+      if (type === 'string') return await raw.get(key) ?? ''
+      if (type === 'hash') return JSON.stringify(await raw.hgetall(key))
+      return ''
+    }))
+    const dump = values.join('\n')
+    expect(dump.length).toBeGreaterThan(0)
+    expect(dump).not.toContain(grant.accessToken)
+    expect(dump).not.toContain(kivra.secret.client_secret as string)
   })
 })

@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import { stringify as toYaml } from 'yaml'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { assembleEngine, type Engine } from '../../src/assemble.js'
 import { loadConfig } from '../../src/config.js'
+import { sleep } from '../../src/time.js'
 import type { GrantStore } from '../../src/store/types.js'
 import { tempFile } from '../support/app.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
 
 /** A store that counts its reads, around the real Redis store. */
@@ -19,18 +21,12 @@ function countingReads (store: GrantStore): GrantStore & { reads: () => number }
 }
 
 describe('grant notices between replicas', () => {
-  const engines: Engine[] = []
-  let kivra: KivraStandIn | undefined
-  let prefix = ''
-  afterEach(async () => {
-    for (const engine of engines.splice(0)) await engine.close()
-    await kivra?.close()
-    await deleteKeys(testRedisUrl(), prefix)
-  })
+  const cleanup = useCleanup()
 
   it('a replica reads back the grant another replica wrote, once; the writer does not read back its own', async () => {
-    kivra = await startKivraStandIn()
-    prefix = uniquePrefix('notices')
+    const kivra = cleanup.add(await startKivraStandIn())
+    const prefix = uniquePrefix('notices')
+    cleanup.defer(async () => { await deleteKeys(testRedisUrl(), prefix) })
     const config = loadConfig({
       CREDENTIALS_FILE: tempFile('credentials.yaml', toYaml({ credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url }] })),
       SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': kivra.secret })),
@@ -40,8 +36,9 @@ describe('grant notices between replicas', () => {
       LOG_LEVEL: 'silent'
     })
     const stores: Array<ReturnType<typeof countingReads>> = []
+    const engines: Engine[] = []
     for (let i = 0; i < 2; i++) {
-      engines.push(await assembleEngine(config, { log: pino({ level: 'silent' }), wrapStore: store => { const counted = countingReads(store); stores.push(counted); return counted } }))
+      engines.push(cleanup.add(await assembleEngine(config, { log: pino({ level: 'silent' }), wrapStore: store => { const counted = countingReads(store); stores.push(counted); return counted } })))
     }
     const [writer, reader] = engines as [Engine, Engine]
     const [writerStore, readerStore] = stores as [ReturnType<typeof countingReads>, ReturnType<typeof countingReads>]
@@ -49,7 +46,7 @@ describe('grant notices between replicas', () => {
     const { grant } = await writer.broker.getToken('kivra', 60)
     await vi.waitFor(() => { expect(reader.broker.statuses()[0]?.expiresAt).toBe(grant.expiresAt) }, { timeout: 3000, interval: 10 })
     // Both replicas have heard the notice by now (one channel, in order); give the writer's a moment more.
-    await new Promise(resolve => setTimeout(resolve, 200))
+    await sleep(200)
     expect(readerStore.reads()).toBe(1)
     // The writer's reads are its cache miss and the holder's re-check under the lease; not its own notice.
     expect(writerStore.reads()).toBe(2)

@@ -1,27 +1,20 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { grantKey } from '../../src/broker/grant-identity.js'
 import { CredentialSchema } from '../../src/config.js'
 import { BrokerError } from '../../src/errors.js'
 import { createBrokerWorld, standInCredential, type BrokerWorld } from '../support/broker-world.js'
-import { startKivraStandIn, startKlaviStandIn, type ProviderStandIn } from '../support/providers/index.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn, startKlaviStandIn } from '../support/providers/index.js'
 
-let world: BrokerWorld | undefined
-let standIn: ProviderStandIn | undefined
-afterEach(async () => {
-  await world?.close()
-  await standIn?.close()
-  world = undefined
-  standIn = undefined
-})
+const cleanup = useCleanup()
 
 describe('rejection reports', () => {
   it('a caller reporting every token it gets cannot drive the provider: one refresh per interval, then 429', async () => {
-    const kivra = await startKivraStandIn()
-    standIn = kivra
-    world = await createBrokerWorld({
+    const kivra = cleanup.add(await startKivraStandIn())
+    const world = cleanup.add(await createBrokerWorld({
       ...standInCredential(kivra, { id: 'kivra', provider: 'kivra' }),
       start: false
-    })
+    }))
     const broker = world.replicas[0]!.broker
     let { grant } = await broker.getToken('kivra', 60)
     grant = (await broker.reportRejected('kivra', grant.accessToken)).grant
@@ -36,13 +29,12 @@ describe('rejection reports', () => {
   })
 
   it('a rejected token is not served again when no new one can be had', async () => {
-    const kivra = await startKivraStandIn()
-    standIn = kivra
-    world = await createBrokerWorld({
+    const kivra = cleanup.add(await startKivraStandIn())
+    const world = cleanup.add(await createBrokerWorld({
       ...standInCredential(kivra, { id: 'kivra', provider: 'kivra' }),
       replicas: 2,
       start: false
-    })
+    }))
     const [a, b] = world.replicas as [NonNullable<BrokerWorld['replicas'][0]>, NonNullable<BrokerWorld['replicas'][0]>]
     const { grant } = await a.broker.getToken('kivra', 60)
     await b.broker.getToken('kivra', 60)
@@ -56,12 +48,11 @@ describe('rejection reports', () => {
   })
 
   it('Klavi: a rejected token is replaced by a mint, and a refused /refresh falls back to minting', async () => {
-    const klavi = await startKlaviStandIn()
-    standIn = klavi
-    world = await createBrokerWorld({
+    const klavi = cleanup.add(await startKlaviStandIn())
+    const world = cleanup.add(await createBrokerWorld({
       ...standInCredential(klavi, { id: 'klavi', provider: 'klavi' }),
       start: false
-    })
+    }))
     const broker = world.replicas[0]!.broker
     const first = await broker.getToken('klavi', 60)
     const replaced = await broker.reportRejected('klavi', first.grant.accessToken)

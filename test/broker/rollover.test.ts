@@ -1,19 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { sleep } from '../../src/time.js'
 import { createBrokerWorld, type BrokerWorld } from '../support/broker-world.js'
+import { useCleanup } from '../support/fixtures.js'
+import { waitFor } from '../support/wait.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
 
-let world: BrokerWorld | undefined
-let kivra: KivraStandIn | undefined
-let vault: VaultStandIn | undefined
-afterEach(async () => {
-  await world?.close()
-  await kivra?.close()
-  await vault?.close()
-  world = undefined
-  kivra = undefined
-  vault = undefined
-})
+const cleanup = useCleanup()
 
 const path = 'secret/providers/kivra'
 
@@ -22,22 +15,23 @@ const path = 'secret/providers/kivra'
  * shifts the Vault stand-in's clock (its versions' created_time) by that many ms into the past.
  */
 async function rolloverWorld (options: { window?: number, vaultAgeMs?: () => number } = {}): Promise<{ world: BrokerWorld, kivra: KivraStandIn, vault: VaultStandIn }> {
-  kivra = await startKivraStandIn()
-  vault = await startVaultStandIn({ now: () => Date.now() - (options.vaultAgeMs?.() ?? 0) })
+  const kivra = cleanup.add(await startKivraStandIn())
+  const vault = cleanup.add(await startVaultStandIn({ now: () => Date.now() - (options.vaultAgeMs?.() ?? 0) }))
   vault.writeSecret(path, { ...kivra.secret } as Record<string, string>)
-  world = await createBrokerWorld({
+  const world = cleanup.add(await createBrokerWorld({
     credentials: [{ id: 'kivra', provider: 'kivra', secret: path, base_url: kivra.url, ...(options.window === undefined ? {} : { rollover_window_seconds: options.window }) }],
     secrets: {},
     vault: { addr: vault.url, token: vault.rootToken },
     replicas: 3
-  })
+  }))
   return { world, kivra, vault }
 }
 
 /** Every replica looks for new versions now (what the periodic rotation check does). */
 async function checkRotations (target: BrokerWorld): Promise<void> {
   await Promise.all(target.replicas.map(async replica => { await replica.secrets.check() }))
-  for (let i = 0; i < 200 && target.replicas.some(replica => replica.broker.statuses()[0]?.state === 'refreshing'); i++) await new Promise(resolve => setTimeout(resolve, 10))
+  await waitFor('no refresh running', () => !target.replicas.some(replica => replica.broker.statuses()[0]?.state === 'refreshing'), { timeout: 2000, interval: 10 })
+  await sleep(0)
 }
 
 describe('secret rollover', () => {
@@ -86,9 +80,6 @@ describe('secret rollover', () => {
     vault.writeSecret(path, { client_id: kivra.secret.client_id as string, client_secret: 'a-typo' })
     await checkRotations(world)
     await expect(world.replicas[0]!.broker.forceRefresh('kivra')).rejects.toMatchObject({ code: 'CB_PROVIDER_REJECTED_CREDENTIALS' })
-    await world.close()
-    await kivra.close()
-    await vault.close()
 
     const again = await rolloverWorld({ window: 0 })
     await again.world.replicas[0]!.broker.getToken('kivra', 60)

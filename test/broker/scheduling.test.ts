@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { backoffDelayMs } from '../../src/time.js'
+import { backoffDelayMs, sleep } from '../../src/time.js'
 import { earliestRefreshAt, plannedRefreshAt } from '../../src/broker/refresh-policy.js'
 import { createRefreshPacer } from '../../src/broker/pacer.js'
 import { createCircuitBreaker } from '../../src/broker/circuit-breaker.js'
@@ -211,7 +211,7 @@ describe('limiter', () => {
     const results = await Promise.all(Array.from({ length: 20 }, async (_, i) => await limit(async () => {
       active += 1
       peak = Math.max(peak, active)
-      await new Promise(resolve => setTimeout(resolve, 2))
+      await sleep(2)
       active -= 1
       return i
     })))

@@ -1,30 +1,25 @@
 import { writeFileSync } from 'node:fs'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { BrokerError } from '../../src/errors.js'
 import { createBrokerWorld, type BrokerWorld } from '../support/broker-world.js'
+import { useCleanup } from '../support/fixtures.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { sleep } from '../../src/time.js'
 
-let world: BrokerWorld | undefined
-let kivra: KivraStandIn | undefined
-afterEach(async () => {
-  await world?.close()
-  await kivra?.close()
-  world = undefined
-  kivra = undefined
-})
+const cleanup = useCleanup()
 
 const oldSecret = { client_id: 'kivra-client', client_secret: 'old-secret' }
 const newSecret = { client_id: 'kivra-client', client_secret: 'new-secret' }
 
 async function setUp (secretInFile: Record<string, string>, checkIntervalMs = 3_600_000): Promise<{ world: BrokerWorld, kivra: KivraStandIn }> {
-  kivra = await startKivraStandIn({ clientId: oldSecret.client_id, clientSecret: oldSecret.client_secret })
-  world = await createBrokerWorld({
+  const kivra = cleanup.add(await startKivraStandIn({ clientId: oldSecret.client_id, clientSecret: oldSecret.client_secret }))
+  const world = cleanup.add(await createBrokerWorld({
     credentials: [{ id: 'kivra', provider: 'kivra', secret: 'secret/kivra', base_url: kivra.url }],
     secrets: { 'secret/kivra': secretInFile },
     replicas: 2,
     start: false,
     secretCheckIntervalMs: checkIntervalMs
-  })
+  }))
   return { world, kivra }
 }
 
@@ -41,7 +36,7 @@ describe('secret rotation', () => {
     kivra.secret = newSecret // the provider now accepts only the new secret...
     rotateFile(world, newSecret) // ...and Vault (here the file) has it as a new version
     await vi.waitFor(() => { expect(kivra.mints).toBe(2) }, { timeout: 3000, interval: 20 })
-    await new Promise(resolve => setTimeout(resolve, 500)) // both replicas saw the rotation by now
+    await sleep(500) // both replicas saw the rotation by now
     expect(kivra.mints).toBe(2)
     expect(world.refreshes.filter(event => event.result === 'success').map(event => event.reason)).toEqual(['on_demand', 'rotation'])
 

@@ -1,33 +1,27 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { IssuedToken } from '../../src/broker/types.js'
 import { BrokerError } from '../../src/errors.js'
 import { createBrokerWorld, standInCredential, type BrokerWorld } from '../support/broker-world.js'
 import { FakeClock } from '../support/fake-clock.js'
+import { useCleanup } from '../support/fixtures.js'
+import { waitFor } from '../support/wait.js'
+import { sleep } from '../../src/time.js'
 import { startKigoStandIn, startKivraStandIn, type KigoStandIn, type KivraStandIn } from '../support/providers/index.js'
 
-let world: BrokerWorld | undefined
+const cleanup = useCleanup()
 let kigo: KigoStandIn | undefined
 let kivra: KivraStandIn | undefined
-afterEach(async () => {
-  await world?.close()
-  await kigo?.close()
-  await kivra?.close()
-  world = undefined
-  kigo = undefined
-  kivra = undefined
-})
 
 const alice = { external_user_id: 'user-alice', user_email: 'alice@example.test', external_program_id: 'program-1' }
 const bob = { external_user_id: 'user-bob', user_email: 'bob@example.test', brand_identifier: 'brand-1' }
 
 async function kigoWorld (options: { replicas?: number, clock?: FakeClock, cached?: number } = {}): Promise<BrokerWorld> {
-  kigo = await startKigoStandIn({ now: options.clock?.now, userLifetimeSeconds: 1800 })
-  world = await createBrokerWorld({
+  kigo = cleanup.add(await startKigoStandIn({ now: options.clock?.now, userLifetimeSeconds: 1800 }))
+  return cleanup.add(await createBrokerWorld({
     ...standInCredential(kigo, { id: 'kigo', provider: 'kigo', ...(options.cached === undefined ? {} : { user_sessions: { lifetime_seconds: 1800, cached: options.cached } }) }),
     replicas: options.replicas ?? 3,
     clock: options.clock
-  })
-  return world
+  }))
 }
 
 describe('Kigo user sessions', () => {
@@ -109,15 +103,15 @@ describe('Kigo user sessions', () => {
   })
 
   it('refuses user sessions on a credential that is not Kigo (409), and Kigo refusing the details is a 502 that is not cached for the user', async () => {
-    kivra = await startKivraStandIn()
-    kigo = await startKigoStandIn()
-    world = await createBrokerWorld({
+    kivra = cleanup.add(await startKivraStandIn())
+    kigo = cleanup.add(await startKigoStandIn())
+    const world = cleanup.add(await createBrokerWorld({
       credentials: [
         { id: 'kivra', provider: 'kivra', secret: 'secret/kivra', base_url: kivra.url },
         { id: 'kigo', provider: 'kigo', secret: 'secret/kigo', base_url: kigo.url }
       ],
       secrets: { 'secret/kivra': { ...kivra.secret }, 'secret/kigo': { ...kigo.secret } }
-    })
+    }))
     const broker = world.replicas[0]!.broker
     await expect(broker.userSession('kivra', alice)).rejects.toMatchObject({ code: 'CB_UNSUPPORTED_OPERATION', statusCode: 409 })
     kigo.setFault({ kind: 'server-error', status: 400 }, { endpoint: 'accounts', times: 1 })
@@ -130,12 +124,11 @@ describe('Kigo user sessions', () => {
 
 describe('scoped grants', () => {
   async function kivraWorld (replicas = 2, extra: Record<string, unknown> = {}): Promise<BrokerWorld> {
-    kivra = await startKivraStandIn()
-    world = await createBrokerWorld({
+    kivra = cleanup.add(await startKivraStandIn())
+    return cleanup.add(await createBrokerWorld({
       ...standInCredential(kivra, { id: 'kivra', provider: 'kivra', scope: 'kivra.v1.tenant.abc.*', allowed_scopes: ['post:kivra.v1.tenant.abc.content', 'get:kivra.v1.tenant.abc.content'], ...extra }),
       replicas
-    })
-    return world
+    }))
   }
 
   it('a narrower scope is its own grant, minted with that scope, shared by the replicas, independent of the default grant', async () => {
@@ -168,13 +161,9 @@ describe('scoped grants', () => {
     await expect(broker.getToken('kivra', 60, { scope: 'post:kivra.v1.tenant.abc.content post:kivra.v1.tenant.other.content' }))
       .rejects.toMatchObject({ code: 'CB_SCOPE_NOT_ALLOWED', statusCode: 403 })
     expect(kivra!.mintAttempts).toBe(0)
-    kigo = await startKigoStandIn()
-    const other = await createBrokerWorld({ ...standInCredential(kigo, { id: 'kigo', provider: 'kigo' }) })
-    try {
-      await expect(other.replicas[0]!.broker.getToken('kigo', 60, { scope: 'anything' })).rejects.toMatchObject({ code: 'CB_UNSUPPORTED_OPERATION', statusCode: 409 })
-    } finally {
-      await other.close()
-    }
+    kigo = cleanup.add(await startKigoStandIn())
+    const other = cleanup.add(await createBrokerWorld({ ...standInCredential(kigo, { id: 'kigo', provider: 'kigo' }) }))
+    await expect(other.replicas[0]!.broker.getToken('kigo', 60, { scope: 'anything' })).rejects.toMatchObject({ code: 'CB_UNSUPPORTED_OPERATION', statusCode: 409 })
   })
 
   it('past max_scoped_grants a new scope set is 429 CB_SCOPED_GRANT_LIMIT, with nothing minted', async () => {
@@ -188,12 +177,12 @@ describe('scoped grants', () => {
 
   it('a scoped grant is refreshed while it is asked for, and left to expire once it is not', async () => {
     const clock = new FakeClock()
-    kivra = await startKivraStandIn({ now: clock.now, lifetimeSeconds: 600 })
-    world = await createBrokerWorld({
+    kivra = cleanup.add(await startKivraStandIn({ now: clock.now, lifetimeSeconds: 600 }))
+    const world = cleanup.add(await createBrokerWorld({
       ...standInCredential(kivra, { id: 'kivra', provider: 'kivra', allowed_scopes: ['post:a'], refresh: { ratio: 0.5, margin_seconds: 0, jitter_ratio: 0 } }),
       clock,
       options: { pacing: false }
-    })
+    }))
     const broker = world.replicas[0]!.broker
     clock.advance(0)
     await broker.getToken('kivra', 60, { scope: 'post:a' })
@@ -214,6 +203,6 @@ describe('scoped grants', () => {
 
 /** Lets proactive refreshes that fell due finish (they run on real timers and real HTTP). */
 async function waitUntilSettled (broker: BrokerWorld['replicas'][number]['broker']): Promise<void> {
-  for (let i = 0; i < 100 && broker.statuses().some(status => status.state === 'refreshing'); i++) await new Promise(resolve => setTimeout(resolve, 10))
-  await new Promise(resolve => setTimeout(resolve, 50))
+  await waitFor('no refresh running', () => !broker.statuses().some(status => status.state === 'refreshing'), { timeout: 2000, interval: 10 })
+  await sleep(50)
 }

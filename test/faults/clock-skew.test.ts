@@ -1,9 +1,12 @@
 import { existsSync } from 'node:fs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { clusterApiKey, startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { clusterApiKey, startBrokerCluster } from '../support/cluster.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
-import { askToken, describeProblems, faultEnv, judge, reportRecovery, startLoad, waitFor, type Answer, type Verdict } from './harness.js'
+import { askToken, describeProblems, faultEnv, judge, reportRecovery, startLoad, type Answer, type Verdict } from './harness.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
 
 /**
  * Clock skew between broker processes, made with libfaketime (Debian package `faketime`, installed by
@@ -25,23 +28,22 @@ const lifetimeSeconds = 1800
 interface Adoption { refreshedOn: number, status: number, minted: boolean, adoptedAfterMs: Array<number | null> }
 
 describe.runIf(libfaketime !== undefined)('fault: the clocks of three broker processes differ by ±5 minutes', () => {
-  let kivra: KivraStandIn | undefined
-  let cluster: BrokerCluster | undefined
+  const cleanup = useCleanup({ after: 'all' })
   let answers: Answer[] = []
   let verdict: Verdict | undefined
   let measuredSkewSeconds: number[] = []
   const adoptions: Adoption[] = []
 
   beforeAll(async () => {
-    kivra = await startKivraStandIn({ lifetimeSeconds })
-    cluster = await startBrokerCluster({
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds }))
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 3,
       redisUrl: testRedisUrl(),
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: 1000 }],
       secrets: { 'secret/kivra': { ...kivra.secret } },
       env: faultEnv,
       processEnv: (index): Record<string, string> => skews[index] === 0 ? {} : { LD_PRELOAD: libfaketime as string, FAKETIME: `${(skews[index] as number) > 0 ? '+' : '-'}${Math.abs(skews[index] as number / 60)}m` }
-    })
+    }))
     const standIn = kivra
     const processes = cluster.processes
     measuredSkewSeconds = await Promise.all(processes.map(async process => {
@@ -51,8 +53,8 @@ describe.runIf(libfaketime !== undefined)('fault: the clocks of three broker pro
     }))
 
     const load = startLoad(processes, 'kivra', { maxDurationMs: 60_000 })
-    await waitFor(() => load.answers.some(answer => answer.status === 200), { timeoutMs: 10_000, what: 'a first token' })
-    await new Promise(resolve => setTimeout(resolve, 1500))
+    await waitFor('a first token', () => load.answers.some(answer => answer.status === 200), { timeout: 10_000, interval: 100 })
+    await sleep(1500)
     // A refresh on each process in turn (skewed ones first), under load: does every process take up the
     // new grant, whoever minted it?
     for (const refreshedOn of [1, 2, 0]) {
@@ -63,14 +65,14 @@ describe.runIf(libfaketime !== undefined)('fault: the clocks of three broker pro
       const fresh = standIn.issuedTokens.find(token => !issuedBefore.has(token))
       const adoptedAfterMs = await Promise.all(processes.map(async (_, index) => {
         try {
-          const at = await waitFor(async () => (await askToken(processes, index, 'kivra')).token === fresh, { timeoutMs: 3000, everyMs: 100, what: 'the new grant' })
+          const at = await waitFor('the new grant', async () => (await askToken(processes, index, 'kivra')).token === fresh, { timeout: 3000, interval: 100 })
           return at - refreshedAt
         } catch {
           return null
         }
       }))
       adoptions.push({ refreshedOn, status: response.status, minted: fresh !== undefined, adoptedAfterMs })
-      await new Promise(resolve => setTimeout(resolve, 500))
+      await sleep(500)
     }
     answers = await load.stop()
     verdict = judge(answers, standIn)
@@ -94,11 +96,6 @@ describe.runIf(libfaketime !== undefined)('fault: the clocks of three broker pro
       }
     })
   }, 90_000)
-
-  afterAll(async () => {
-    await cluster?.close()
-    await kivra?.close()
-  })
 
   it('libfaketime skews the processes as intended (checked through their HTTP Date headers)', () => {
     skews.forEach((skew, index) => { expect(Math.abs((measuredSkewSeconds[index] as number) - skew)).toBeLessThanOrEqual(2) })

@@ -7,6 +7,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { sleep } from '../../src/time.js'
 import type { BrokerProcess } from '../support/process.js'
 import { clusterApiKey } from '../support/cluster.js'
 import type { ProviderStandIn } from '../support/providers/index.js'
@@ -39,8 +40,6 @@ export const faultEnv: Record<string, string> = {
   // One caller id drives all the load; the per-caller limit is not what these tests are about.
   RATE_LIMIT_PER_MINUTE: '10000000'
 }
-
-const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 function alive (process: BrokerProcess): boolean {
   return process.child.exitCode === null && process.child.signalCode === null
@@ -169,16 +168,6 @@ export function firstFreshAnswer (answers: readonly Answer[], standIn: ProviderS
     .filter(answer => answer.status === 200 && answer.receivedAt >= after && (process === undefined || answer.process === process))
     .filter(answer => (standIn.tokenInfo(answer.token as string)?.issuedAt ?? 0) >= after)
     .sort((a, b) => a.receivedAt - b.receivedAt)[0]
-}
-
-/** Waits (bounded) until `check` is true, polling every `everyMs`. Returns the time it became true. */
-export async function waitFor (check: () => boolean | Promise<boolean>, options: { timeoutMs: number, everyMs?: number, what: string }): Promise<number> {
-  const deadline = Date.now() + options.timeoutMs
-  for (;;) {
-    if (await check()) return Date.now()
-    if (Date.now() > deadline) throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${options.what}`)
-    await sleep(options.everyMs ?? 100)
-  }
 }
 
 /** GET /readyz of a process: its status field, or "unreachable". */

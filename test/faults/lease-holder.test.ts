@@ -1,38 +1,36 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { clusterApiKey, startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
+import { describe, expect, it } from 'vitest'
+import { clusterApiKey, startBrokerCluster } from '../support/cluster.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
-import { describeProblems, faultEnv, firstFreshAnswer, judge, reportRecovery, startLoad, waitFor } from './harness.js'
+import { describeProblems, faultEnv, firstFreshAnswer, judge, reportRecovery, startLoad } from './harness.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
 
 const lifetimeSeconds = 30
 /** Lease = 2 × timeout_ms + 10 s = 12 s: the time an orphaned lease blocks the other replicas. */
 const timeoutMs = 1000
 
 describe('fault: the lease-holding process is killed (SIGKILL) mid-refresh', () => {
-  let kivra: KivraStandIn | undefined
-  let cluster: BrokerCluster | undefined
-  afterEach(async () => {
-    await cluster?.close()
-    await kivra?.close()
-  })
+  const cleanup = useCleanup()
 
   it('the other replicas take over once the orphaned lease lapses: no expired token, fresh tokens after', async () => {
-    kivra = await startKivraStandIn({ lifetimeSeconds })
-    cluster = await startBrokerCluster({
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds }))
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 3,
       redisUrl: testRedisUrl(),
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: timeoutMs, refresh: { ratio: 0.75, margin_seconds: 0, jitter_ratio: 0.05 } }],
       secrets: { 'secret/kivra': { ...kivra.secret } },
       env: faultEnv
-    })
+    }))
     const standIn = kivra
     const processes = cluster.processes
     const load = startLoad(processes, 'kivra', { maxDurationMs: 90_000 })
-    await waitFor(() => load.answers.some(answer => answer.status === 200), { timeoutMs: 10_000, what: 'a first token' })
+    await waitFor('a first token', () => load.answers.some(answer => answer.status === 200), { timeout: 10_000, interval: 100 })
     const firstMintAt = standIn.requests.find(request => request.endpoint === 'mint')?.at ?? Date.now()
     // Kill when the grant is 12 s old: the orphaned lease (12 s) then outlasts the replicas' proactive
     // refresh point (22.5 s ± 1.5 s), so they meet the lease and must wait for it to lapse.
-    await new Promise(resolve => setTimeout(resolve, Math.max(0, firstMintAt + 12_000 - Date.now())))
+    await sleep(Math.max(0, firstMintAt + 12_000 - Date.now()))
 
     // Process 0 starts a refresh (forced, so it is the one holding the lease) against a slow provider,
     // and is killed the moment the provider has its mint request: mid-refresh, lease held.
@@ -40,7 +38,7 @@ describe('fault: the lease-holding process is killed (SIGKILL) mid-refresh', () 
     standIn.setFault({ kind: 'latency', ms: timeoutMs - 100 }, { endpoint: 'mint', times: 1 })
     const attemptsBefore = standIn.mintAttempts
     void fetch(`${holder.url}/v1/admin/credentials/kivra/refresh`, { method: 'POST', headers: { authorization: `Bearer ${clusterApiKey}-admin` } }).catch(() => {})
-    await waitFor(() => standIn.mintAttempts > attemptsBefore, { timeoutMs: 5000, everyMs: 5, what: 'the holder to send its mint request' })
+    await waitFor('the holder to send its mint request', () => standIn.mintAttempts > attemptsBefore, { timeout: 5000, interval: 5 })
     // Callers of the holder lose their connections from the moment the signal is sent; its exit is only
     // seen later (on a loaded machine, after those errors arrived).
     const killSentAt = Date.now()
@@ -50,9 +48,9 @@ describe('fault: the lease-holding process is killed (SIGKILL) mid-refresh', () 
 
     // Recovery: the survivors hand out a token minted after the kill, without any restart.
     const survivors = [1, 2]
-    await waitFor(() => survivors.every(index => firstFreshAnswer(load.answers, standIn, killedAt, index) !== undefined), { timeoutMs: 40_000, what: 'fresh tokens from the surviving processes' })
+    await waitFor('fresh tokens from the surviving processes', () => survivors.every(index => firstFreshAnswer(load.answers, standIn, killedAt, index) !== undefined), { timeout: 40_000, interval: 100 })
     const freshAt = Date.now()
-    await new Promise(resolve => setTimeout(resolve, 1000))
+    await sleep(1000)
     const answers = await load.stop()
 
     const verdict = judge(answers, standIn, { killed: { process: 0, at: killSentAt } })

@@ -12,7 +12,8 @@ import { createLogger } from '../../src/observability/logger.js'
 import { startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import type { TestTopology, TopologyProcess } from '../support/redis-topology.js'
-import { describeProblems, faultEnv, judge, readiness, reportRecovery, startLoad, waitFor, type Load } from './harness.js'
+import { describeProblems, faultEnv, judge, readiness, reportRecovery, startLoad, type Load } from './harness.js'
+import { waitFor } from '../support/wait.js'
 
 /** 20 s tokens refreshed at half their life: a cycle (10 s) is longer than a failover takes here. */
 const lifetimeSeconds = 20
@@ -46,13 +47,13 @@ export async function expectFailoverUnderLoad (topology: TestTopology, fault: 'r
     const processes = cluster.processes
     load = startLoad(processes, 'kivra', { maxDurationMs: 150_000 })
     const running = load
-    await waitFor(() => running.answers.some(answer => answer.status === 200), { timeoutMs: 15_000, what: 'a first token' })
+    await waitFor('a first token', () => running.answers.some(answer => answer.status === 200), { timeout: 15_000 })
     const firstMintAt = standIn.requests.find(request => request.endpoint === 'mint')?.at ?? Date.now()
     let grantRedisKey = ''
-    await waitFor(async () => {
+    await waitFor('the grant in Redis', async () => {
       grantRedisKey = (await topology.findKeys(`${brokers.prefix}:*:grant`))[0] ?? ''
       return grantRedisKey !== ''
-    }, { timeoutMs: 5000, what: 'the grant in Redis' })
+    }, { timeout: 5000 })
     const grantKey = /\{(.+)\}/.exec(grantRedisKey)?.[1] as string
 
     // Kill the master 1.5 s before the refresh is due, so it falls due while Redis fails over (noticing
@@ -67,11 +68,11 @@ export async function expectFailoverUnderLoad (topology: TestTopology, fault: 'r
     const promotion = (topology.topology === 'cluster' ? topology.waitForNewMaster(grantRedisKey, master, 60_000) : topology.waitForNewMaster(master, 60_000))
       .then(() => { promotedAt = Date.now() })
     const seen = processes.map(() => new Set<string>())
-    await waitFor(async () => {
+    await waitFor('every process ready after the failover', async () => {
       const states = await Promise.all(processes.map(readiness))
       states.forEach((state, index) => seen[index]?.add(state))
       return promotedAt !== undefined && states.every(state => state === 'ready')
-    }, { timeoutMs: 60_000, everyMs: 250, what: 'every process ready after the failover' })
+    }, { timeout: 60_000, interval: 250 })
     await promotion
     const readyAt = Date.now()
 

@@ -1,60 +1,56 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
-import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
-import { hasRedisServerBinary, spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
-import { describeProblems, faultEnv, firstFreshAnswer, judge, readiness, reportRecovery, startLoad, waitFor } from './harness.js'
+import { describe, expect, it } from 'vitest'
+import { startBrokerCluster } from '../support/cluster.js'
+import { useCleanup } from '../support/fixtures.js'
+import { startKivraStandIn } from '../support/providers/index.js'
+import { hasRedisServerBinary, spawnRedisServer } from '../support/redis-server.js'
+import { describeProblems, faultEnv, firstFreshAnswer, judge, readiness, reportRecovery, startLoad } from './harness.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
 
 const lifetimeSeconds = 5
 
 // This test kills and restarts Redis, so it needs its own redis-server, never the run's shared one.
 describe.runIf(hasRedisServerBinary())('fault: Redis is killed (SIGKILL) and restarted under load', () => {
-  let redis: SpawnedRedis | undefined
-  let kivra: KivraStandIn | undefined
-  let cluster: BrokerCluster | undefined
-  afterEach(async () => {
-    await cluster?.close().catch(() => {})
-    await kivra?.close()
-    await redis?.stop()
-  })
+  const cleanup = useCleanup()
 
   it('keeps serving valid tokens from memory, refreshes without Redis, and shares grants again after the restart', async () => {
-    redis = await spawnRedisServer()
-    kivra = await startKivraStandIn({ lifetimeSeconds })
-    cluster = await startBrokerCluster({
+    const redis = cleanup.add(await spawnRedisServer())
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds }))
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 2,
       redisUrl: redis.url,
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: 1000, refresh: { ratio: 0.75, margin_seconds: 0, jitter_ratio: 0.05 } }],
       secrets: { 'secret/kivra': { ...kivra.secret } },
       env: faultEnv
-    })
+    }))
     const standIn = kivra
     const server = redis
     const processes = cluster.processes
     const load = startLoad(processes, 'kivra', { maxDurationMs: 90_000 })
-    await waitFor(() => load.answers.some(answer => answer.status === 200), { timeoutMs: 10_000, what: 'a first token' })
-    await new Promise(resolve => setTimeout(resolve, 1000))
+    await waitFor('a first token', () => load.answers.some(answer => answer.status === 200), { timeout: 10_000, interval: 100 })
+    await sleep(1000)
 
     await server.kill()
     const killedAt = Date.now()
     const mintsAtKill = standIn.mints
     // Longer than a token lives: refreshes must go on without the store.
     const readinessDuringOutage = new Set<string>()
-    await waitFor(async () => {
+    await waitFor('the outage to last 7 s', async () => {
       for (const process of processes) readinessDuringOutage.add(await readiness(process))
       return Date.now() - killedAt >= 7000
-    }, { timeoutMs: 15_000, everyMs: 500, what: 'the outage to last 7 s' })
+    }, { timeout: 15_000, interval: 500 })
     const mintsDuringOutage = standIn.mints - mintsAtKill
     await server.restart()
     const restartedAt = Date.now()
 
     // Recovery: every process says ready again and hands out a token minted after the restart.
-    await waitFor(async () => (await Promise.all(processes.map(readiness))).every(status => status === 'ready'), { timeoutMs: 30_000, everyMs: 200, what: 'every process ready again' })
+    await waitFor('every process ready again', async () => (await Promise.all(processes.map(readiness))).every(status => status === 'ready'), { timeout: 30_000, interval: 200 })
     const readyAt = Date.now()
-    await waitFor(() => processes.every((_, index) => firstFreshAnswer(load.answers, standIn, restartedAt, index) !== undefined), { timeoutMs: 30_000, what: 'fresh tokens from every process' })
+    await waitFor('fresh tokens from every process', () => processes.every((_, index) => firstFreshAnswer(load.answers, standIn, restartedAt, index) !== undefined), { timeout: 30_000, interval: 100 })
     const freshAt = Date.now()
     // Shared again: over the next two refresh cycles the processes mint once per cycle between them.
     const mintsAfterRecovery = standIn.requests.length
-    await new Promise(resolve => setTimeout(resolve, 2 * lifetimeSeconds * 1000))
+    await sleep(2 * lifetimeSeconds * 1000)
     const answers = await load.stop()
     const mintTimes = standIn.requests.slice(mintsAfterRecovery).filter(request => request.endpoint === 'mint').map(request => request.at)
 

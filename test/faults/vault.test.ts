@@ -1,59 +1,59 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { startBrokerCluster, type BrokerCluster } from '../support/cluster.js'
+import { describe, expect, it } from 'vitest'
+import { clusterApiKey, startBrokerCluster } from '../support/cluster.js'
+import { useCleanup } from '../support/fixtures.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import { testRedisUrl } from '../support/redis.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { clusterApiKey } from '../support/cluster.js'
-import { describeProblems, faultEnv, firstFreshAnswer, judge, readiness, reportRecovery, startLoad, waitFor } from './harness.js'
+import { describeProblems, faultEnv, firstFreshAnswer, judge, readiness, reportRecovery, startLoad } from './harness.js'
+import { waitFor } from '../support/wait.js'
 
 const lifetimeSeconds = 5
 
 describe('fault: Vault (stand-in) is sealed and unsealed under load', () => {
-  let vault: VaultStandIn | undefined
-  let kivra: KivraStandIn | undefined
-  let cluster: BrokerCluster | undefined
-  afterEach(async () => {
-    await cluster?.close()
-    await kivra?.close()
-    await vault?.close()
-  })
+  const cleanup = useCleanup()
 
-  it('refreshes on with the secrets held in memory, says degraded, and is ready again after the unseal', async () => {
-    vault = await startVaultStandIn()
-    kivra = await startKivraStandIn({ lifetimeSeconds })
+  /** The Vault stand-in holding the Kivra stand-in's secret, and a token that may read it. */
+  async function vaultHoldingKivra (tokenLifetimeSeconds: number): Promise<{ vault: VaultStandIn, kivra: KivraStandIn, vaultToken: string }> {
+    const vault = cleanup.add(await startVaultStandIn())
+    const kivra = cleanup.add(await startKivraStandIn({ lifetimeSeconds: tokenLifetimeSeconds }))
     vault.writeSecret('secret/kivra', { ...kivra.secret })
     vault.createPolicy('kivra-read', ['secret/data/kivra', 'secret/metadata/kivra'])
     const vaultToken = vault.createToken({ ttlSeconds: 3600, renewable: true, policies: ['default', 'kivra-read'] })
-    cluster = await startBrokerCluster({
+    return { vault, kivra, vaultToken }
+  }
+
+  it('refreshes on with the secrets held in memory, says degraded, and is ready again after the unseal', async () => {
+    const { vault, kivra, vaultToken } = await vaultHoldingKivra(lifetimeSeconds)
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 2,
       redisUrl: testRedisUrl(),
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: 1000, refresh: { ratio: 0.75, margin_seconds: 0, jitter_ratio: 0.05 } }],
       // The secrets file of the cluster is ignored once VAULT_ADDR is set: the secret comes from Vault.
       secrets: {},
       env: { ...faultEnv, VAULT_ADDR: vault.url, VAULT_AUTH: 'token', VAULT_TOKEN: vaultToken, SECRET_CHECK_INTERVAL_SECONDS: '5' }
-    })
+    }))
     const standIn = kivra
     const sealable = vault
     const processes = cluster.processes
     const load = startLoad(processes, 'kivra', { maxDurationMs: 90_000 })
-    await waitFor(() => load.answers.some(answer => answer.status === 200), { timeoutMs: 10_000, what: 'a first token' })
+    await waitFor('a first token', () => load.answers.some(answer => answer.status === 200), { timeout: 10_000, interval: 100 })
     expect(await Promise.all(processes.map(readiness))).toEqual(['ready', 'ready'])
 
     sealable.seal()
     const sealedAt = Date.now()
     const mintsAtSeal = standIn.mints
     const readinessWhileSealed = new Set<string>()
-    await waitFor(async () => {
+    await waitFor('the seal to last 9 s', async () => {
       for (const process of processes) readinessWhileSealed.add(await readiness(process))
       return Date.now() - sealedAt >= 9000
-    }, { timeoutMs: 20_000, everyMs: 500, what: 'the seal to last 9 s' })
+    }, { timeout: 20_000, interval: 500 })
     const mintsWhileSealed = standIn.mints - mintsAtSeal
     sealable.unseal()
     const unsealedAt = Date.now()
 
-    await waitFor(async () => (await Promise.all(processes.map(readiness))).every(status => status === 'ready'), { timeoutMs: 30_000, everyMs: 200, what: 'every process ready again' })
+    await waitFor('every process ready again', async () => (await Promise.all(processes.map(readiness))).every(status => status === 'ready'), { timeout: 30_000, interval: 200 })
     const readyAt = Date.now()
-    await waitFor(() => processes.every((_, index) => firstFreshAnswer(load.answers, standIn, unsealedAt, index) !== undefined), { timeoutMs: 20_000, what: 'fresh tokens from every process' })
+    await waitFor('fresh tokens from every process', () => processes.every((_, index) => firstFreshAnswer(load.answers, standIn, unsealedAt, index) !== undefined), { timeout: 20_000, interval: 100 })
     const answers = await load.stop()
 
     const verdict = judge(answers, standIn)
@@ -87,21 +87,17 @@ describe('fault: Vault (stand-in) is sealed and unsealed under load', () => {
   // Every replica reads every configured secret at start, so whichever replica holds the lease when
   // Vault is sealed can refresh with the secret it holds (not only the replica that minted first).
   it('every replica can refresh while Vault is sealed, not only the one that read the secret', async () => {
-    vault = await startVaultStandIn()
-    kivra = await startKivraStandIn({ lifetimeSeconds: 60 })
-    vault.writeSecret('secret/kivra', { ...kivra.secret })
-    vault.createPolicy('kivra-read', ['secret/data/kivra', 'secret/metadata/kivra'])
-    const vaultToken = vault.createToken({ ttlSeconds: 3600, renewable: true, policies: ['default', 'kivra-read'] })
-    cluster = await startBrokerCluster({
+    const { vault, kivra, vaultToken } = await vaultHoldingKivra(60)
+    const cluster = cleanup.add(await startBrokerCluster({
       replicas: 2,
       redisUrl: testRedisUrl(),
       credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, timeout_ms: 1000 }],
       secrets: {},
       env: { ...faultEnv, VAULT_ADDR: vault.url, VAULT_AUTH: 'token', VAULT_TOKEN: vaultToken }
-    })
+    }))
     const standIn = kivra
     // One replica minted at start (and read the secret); the other adopted that grant.
-    await waitFor(() => standIn.mints >= 1, { timeoutMs: 10_000, what: 'the cold-start mint' })
+    await waitFor('the cold-start mint', () => standIn.mints >= 1, { timeout: 10_000, interval: 100 })
     vault.seal()
     const statuses: number[] = []
     for (const process of cluster.processes) {

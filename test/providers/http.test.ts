@@ -1,8 +1,7 @@
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { kindForStatus, parseRetryAfter, safeText, sendRequest } from '../../src/providers/http.js'
 import { fixedNow, providerError, testContext, testCredential } from '../support/providers/context.js'
+import { startScriptedServer, type ScriptedServer } from '../support/scripted-server.js'
 
 describe('parseRetryAfter', () => {
   it('reads delay-seconds', () => {
@@ -43,29 +42,21 @@ describe('safeText', () => {
 })
 
 describe('sendRequest', () => {
-  let server: Server
+  let server: ScriptedServer
   let url: string
   beforeAll(async () => {
-    server = createServer((req, res) => {
-      if (req.url === '/huge') {
+    server = await startScriptedServer((request, res) => {
+      if (request.path === '/huge') {
         res.writeHead(200, { 'content-type': 'application/json' })
         res.end(`"${'x'.repeat(300 * 1024)}"`)
         return
       }
-      const chunks: Buffer[] = []
-      req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
-      req.on('end', () => {
-        res.writeHead(200, { 'content-type': 'application/json', 'x-echo': 'yes' })
-        res.end(JSON.stringify({ method: req.method, contentType: req.headers['content-type'] ?? null, accept: req.headers.accept, body: Buffer.concat(chunks).toString() }))
-      })
+      res.writeHead(200, { 'content-type': 'application/json', 'x-echo': 'yes' })
+      res.end(JSON.stringify({ method: request.method, contentType: request.headers['content-type'] ?? null, accept: request.headers.accept, body: request.body }))
     })
-    await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    url = server.url
   })
-  afterAll(async () => {
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-  })
+  afterAll(async () => { await server.close() })
 
   const ctx = (): ReturnType<typeof testContext> => testContext(testCredential('kigo', { base_url: url }))
 

@@ -1,9 +1,8 @@
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { createKivraAdapter } from '../../src/providers/kivra.js'
 import { fixedNow, providerError, testContext, testCredential } from '../support/providers/context.js'
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/kivra.js'
+import { startScriptedServer } from '../support/scripted-server.js'
 
 describe('kivra adapter', () => {
   const adapter = createKivraAdapter()
@@ -57,7 +56,7 @@ describe('kivra adapter', () => {
     it('logs the x-correlation-id object-first with a fixed message', async () => {
       const ctx = testContext(credential())
       await adapter.mint(kivra.secret, ctx)
-      const line = ctx.captured.lines.find(l => l.msg === 'kivra token minted')
+      const line = ctx.captured.entries().find(l => l.msg === 'kivra token minted')
       expect(line).toMatchObject({ credentialId: 'kivra-test', correlationId: kivra.lastCorrelationId })
       expect(kivra.lastCorrelationId).toMatch(/^[0-9a-f-]{36}$/)
     })
@@ -69,7 +68,7 @@ describe('kivra adapter', () => {
       const ctx = testContext(credential())
       const documented = await adapter.mint(kivra.secret, ctx)
       expect(documented.expiresAt).toBe(fixedNow + 28_800_000)
-      expect(ctx.captured.lines.some(l => l.level === 40 && l.credentialId === 'kivra-test')).toBe(true)
+      expect(ctx.captured.entries().some(l => l.level === 40 && l.credentialId === 'kivra-test')).toBe(true)
     })
   })
 
@@ -122,19 +121,16 @@ describe('kivra adapter', () => {
     })
 
     it('takes the code from x-error-code when the body is not Kivra JSON (e.g. a gateway page)', async () => {
-      const gateway = createServer((_req, res) => {
+      const gateway = await startScriptedServer((_request, res) => {
         res.writeHead(503, { 'content-type': 'text/html', 'x-error-code': '50300', 'x-correlation-id': 'corr-gw', 'retry-after': '4' })
         res.end('<html>maintenance</html>')
       })
-      await new Promise<void>((resolve) => { gateway.listen(0, '127.0.0.1', resolve) })
       try {
-        const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`
-        const err = await providerError(adapter.mint(kivra.secret, testContext(credential({ base_url: url }))))
+        const err = await providerError(adapter.mint(kivra.secret, testContext(credential({ base_url: gateway.url }))))
         expect(err).toMatchObject({ kind: 'transient', status: 503, providerCode: '50300', correlationId: 'corr-gw', retryAfterMs: 4000 })
         expect(err.message).not.toContain('maintenance')
       } finally {
-        gateway.closeAllConnections()
-        await new Promise<void>((resolve) => { gateway.close(() => { resolve() }) })
+        await gateway.close()
       }
     })
 

@@ -40,7 +40,7 @@ describe('klavi adapter', () => {
       const ctx = testContext(credential())
       const grant = await adapter.mint(klavi.secret, ctx)
       expect(grant.expiresAt).toBe(fixedNow + 1_200_000)
-      expect(ctx.captured.lines.some(l => l.level === 40)).toBe(false)
+      expect(ctx.captured.entries().some(l => l.level === 40)).toBe(false)
     })
 
     it('uses 1800 s and warns when expireIn is missing', async () => {
@@ -49,7 +49,7 @@ describe('klavi adapter', () => {
       const ctx = testContext(credential())
       const grant = await adapter.mint(klavi.secret, ctx)
       expect(grant.expiresAt).toBe(fixedNow + 1_800_000)
-      expect(ctx.captured.lines.find(l => l.level === 40)).toMatchObject({ credentialId: 'klavi-test', expireIn: 'missing', lifetimeSeconds: 1800 })
+      expect(ctx.captured.entries().find(l => l.level === 40)).toMatchObject({ credentialId: 'klavi-test', expireIn: 'missing', lifetimeSeconds: 1800 })
     })
 
     it('uses lifetime_seconds and warns when expireIn is garbage', async () => {
@@ -58,7 +58,7 @@ describe('klavi adapter', () => {
         const ctx = testContext(credential({ lifetime_seconds: 900 }))
         const grant = await adapter.mint(klavi.secret, ctx)
         expect(grant.expiresAt).toBe(fixedNow + 900_000)
-        expect(ctx.captured.lines.find(l => l.level === 40)).toMatchObject({ expireIn: 'invalid', lifetimeSeconds: 900 })
+        expect(ctx.captured.entries().find(l => l.level === 40)).toMatchObject({ expireIn: 'invalid', lifetimeSeconds: 900 })
       }
     })
 
@@ -128,7 +128,7 @@ describe('klavi adapter', () => {
       expect(klavi.refreshes).toBe(refreshes)
       expect(klavi.mints).toBe(mints + 1)
       expect(klavi.tokenInfo(renewed.accessToken)?.endpoint).toBe('mint')
-      expect(ctx.captured.lines.some(l => l.reason === 'refresh-rejected')).toBe(true)
+      expect(ctx.captured.entries().some(l => l.reason === 'refresh-rejected')).toBe(true)
     })
 
     it('falls back to mint for a token Klavi never issued', async () => {

@@ -4,15 +4,15 @@
  * when a provider echoes what we sent back in its error body.
  */
 import { randomBytes } from 'node:crypto'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import type { ProviderKind } from '../../src/providers/catalog.js'
 import { serializeError } from '../../src/observability/logger.js'
 import { createProviderRegistry } from '../../src/providers/catalog.js'
 import type { Grant, SecretData, TokenAdapter } from '../../src/providers/types.js'
+import { useCleanup } from '../support/fixtures.js'
 import { testContext, testCredential } from '../support/providers/context.js'
 import { startProviderStandIns, type Fault, type ProviderStandIn, type ProviderStandIns } from '../support/providers/index.js'
+import { startScriptedServer } from '../support/scripted-server.js'
 
 const canary = (name: string): string => `SECRET-CANARY-${name}-${randomBytes(6).toString('hex')}`
 
@@ -34,33 +34,23 @@ function forbiddenStrings (secret: SecretData): string[] {
 describe('no secret or token in errors and logs', () => {
   const registry = createProviderRegistry()
   let standIns: ProviderStandIns
-  let echo: Server
   let echoUrl: string
+  const cleanup = useCleanup({ after: 'all' })
 
   beforeAll(async () => {
-    standIns = await startProviderStandIns()
+    standIns = cleanup.add(await startProviderStandIns())
     standIns.kivra.secret = canarySecrets.kivra
     standIns.kigo.secret = canarySecrets.kigo
     standIns.klavi.secret = canarySecrets.klavi
     standIns.oauth2.secret = canarySecrets.oauth2
     // A provider that quotes the whole request (headers and body) back in every error field it has.
-    echo = createServer((req, res) => {
-      const chunks: Buffer[] = []
-      req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
-      req.on('end', () => {
-        const said = `you sent ${req.headers.authorization ?? ''} ${decodeURIComponent(Buffer.concat(chunks).toString())}`
-        const status = req.url?.includes('/refresh') === true ? 503 : 401
-        res.writeHead(status, { 'content-type': 'application/json', 'x-error-code': said, 'retry-after': '1' })
-        res.end(JSON.stringify({ code: said, short_message: said, long_message: said, message: said, statusCode: said, error: 'invalid_client', error_description: said }))
-      })
-    })
-    await new Promise<void>((resolve) => { echo.listen(0, '127.0.0.1', resolve) })
-    echoUrl = `http://127.0.0.1:${(echo.address() as AddressInfo).port}`
-  })
-  afterAll(async () => {
-    await standIns.close()
-    echo.closeAllConnections()
-    await new Promise<void>((resolve) => { echo.close(() => { resolve() }) })
+    const echo = cleanup.add(await startScriptedServer((request, res) => {
+      const said = `you sent ${request.headers.authorization ?? ''} ${decodeURIComponent(request.body)}`
+      const status = request.path.includes('/refresh') ? 503 : 401
+      res.writeHead(status, { 'content-type': 'application/json', 'x-error-code': said, 'retry-after': '1' })
+      res.end(JSON.stringify({ code: said, short_message: said, long_message: said, message: said, statusCode: said, error: 'invalid_client', error_description: said }))
+    }))
+    echoUrl = echo.url
   })
 
   function standInFor (provider: TokenProvider): ProviderStandIn {

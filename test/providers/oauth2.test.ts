@@ -130,7 +130,7 @@ describe('oauth2 adapter against the RFC 6749 stand-in', () => {
       expect((await adapter.mint(as.secret, testContext(credential({ lifetime_seconds: 300 })))).expiresAt).toBe(fixedNow + 300_000)
       const ctx = testContext(credential())
       expect((await adapter.mint(as.secret, ctx)).expiresAt).toBe(fixedNow + 3_600_000)
-      expect(ctx.captured.lines.some(l => l.level === 40 && l.credentialId === 'oauth2-test')).toBe(true)
+      expect(ctx.captured.entries().some(l => l.level === 40 && l.credentialId === 'oauth2-test')).toBe(true)
     })
   })
 

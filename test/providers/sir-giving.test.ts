@@ -62,7 +62,7 @@ describe('sir-giving signer', () => {
     const headers = adapter.sign({ method: 'DELETE', path: '/v1/partner/x', bodySha256: emptyBodySha256 }, legacy, ctx)
     adapter.sign({ method: 'DELETE', path: '/v1/partner/x', bodySha256: emptyBodySha256 }, legacy, ctx)
     expect(headers['X-Signature']).toBe(expectedSignature('sk_live_legacy', '1700000000', 'DELETE', '/v1/partner/x', ''))
-    expect(ctx.captured.lines.filter(l => l.level === 40)).toHaveLength(1)
+    expect(ctx.captured.entries().filter(l => l.level === 40)).toHaveLength(1)
   })
 
   it('names a missing secretKey (permanent) and rejects a malformed request', async () => {

@@ -5,7 +5,8 @@ import { grantScripts } from '../../src/store/redis-scripts.js'
 import type { Lease } from '../../src/store/types.js'
 import { startRedisCluster, topologyTestsCanRun, type TestCluster, type TopologyProcess } from '../support/redis-topology.js'
 import { describeGrantStoreContract } from '../store/grant-store.contract.js'
-import { makeGrant, randomGrantKey, recordGrants, waitUntil } from '../store/helpers.js'
+import { makeGrant, randomGrantKey, recordGrants } from '../store/helpers.js'
+import { waitFor } from '../support/wait.js'
 import { createRedisWorld, type RedisWorld } from '../store/redis-world.js'
 import { describeAppOnTopology, describeRateLimitCounts, measure, storeKey } from './topology-checks.js'
 
@@ -58,7 +59,7 @@ describe.runIf(topologyTestsCanRun())('Redis Cluster: 3 masters with a replica e
           await store.releaseLease(lease, { announce: true })
         }
         const last = storeKey(opened.prefix, keys.at(-1) as string, 'lease')
-        await waitUntil('MONITOR showed the last release', () => seen.some(entry => entry.source === 'lua' && entry.args[0] === 'DEL' && entry.args[1] === last), 5000)
+        await waitFor('MONITOR showed the last release', () => seen.some(entry => entry.source === 'lua' && entry.args[0] === 'DEL' && entry.args[1] === last), { timeout: 5000, throughErrors: true })
       } finally {
         for (const monitor of monitors) monitor.disconnect()
       }
@@ -125,7 +126,7 @@ describe.runIf(topologyTestsCanRun())('Redis Cluster: 3 masters with a replica e
       const master = await cluster.masterOf(grantKey)
       const replica = cluster.client((await cluster.replicaOf(grantKey)).port)
       await replica.call('READONLY')
-      await waitUntil('the replica has the grant', async () => await replica.exists(grantKey) === 1, 5000)
+      await waitFor('the replica has the grant', async () => await replica.exists(grantKey) === 1, { timeout: 5000, throughErrors: true })
 
       await master.kill()
       killed = master
@@ -133,13 +134,13 @@ describe.runIf(topologyTestsCanRun())('Redis Cluster: 3 masters with a replica e
       const failed = await measure(store.get(key))
       expect(failed.error, 'a read of the dead slot fails').toMatchObject({ name: 'StoreError', kind: 'unavailable' })
       expect(failed.ms, 'and fails fast').toBeLessThan(1500)
-      await waitUntil('health says down', async () => (await store.health()).state === 'down', 5000)
+      await waitFor('health says down', async () => (await store.health()).state === 'down', { timeout: 5000, throughErrors: true })
 
       const promoted = await cluster.waitForNewMaster(grantKey, master)
       const promotedAt = Date.now()
-      await waitUntil('the promoted replica serves the grant', async () => (await store.get(key))?.grant.accessToken === grant.accessToken, 20_000)
+      await waitFor('the promoted replica serves the grant', async () => (await store.get(key))?.grant.accessToken === grant.accessToken, { timeout: 20_000, throughErrors: true })
       const servedAt = Date.now()
-      await waitUntil('health says up again', async () => (await store.health()).state === 'up', 20_000)
+      await waitFor('health says up again', async () => (await store.health()).state === 'up', { timeout: 20_000, throughErrors: true })
       const upAt = Date.now()
       expect((await cluster.masterOf(grantKey)).port).toBe(promoted.port)
       // The lease survived with the data: nobody else can take it; its holder still writes.
@@ -167,7 +168,7 @@ describe.runIf(topologyTestsCanRun())('Redis Cluster: 3 masters with a replica e
       if ((await admin(node).info('replication')).includes('role:slave')) {
         // Make it a master first (a graceful failover, the subscription stays), so killing it is a failover.
         await admin(node).call('CLUSTER', 'FAILOVER')
-        await waitUntil('the subscriber\'s node is a master', async () => (await admin(node).info('replication')).includes('role:master'), 15_000)
+        await waitFor('the subscriber\'s node is a master', async () => (await admin(node).info('replication')).includes('role:master'), { timeout: 15_000, throughErrors: true })
         await cluster.waitUntilHealthy()
         node = await subscriberNode()
       }
@@ -176,7 +177,7 @@ describe.runIf(topologyTestsCanRun())('Redis Cluster: 3 masters with a replica e
       const before = randomGrantKey()
       const first = await writer.acquireLease(before, 10_000) as Lease
       expect(await writer.putGrant(first, makeGrant())).toBe(true)
-      await waitUntil('a notice before the failover', () => seen.keys.includes(before), 5000)
+      await waitFor('a notice before the failover', () => seen.keys.includes(before), { timeout: 5000, throughErrors: true })
 
       // A grant key served by the master that is about to die, for the write after the failover.
       let after = randomGrantKey()
@@ -185,13 +186,13 @@ describe.runIf(topologyTestsCanRun())('Redis Cluster: 3 masters with a replica e
       killed = node
       const killedAt = Date.now()
       await cluster.waitForNewMaster(storeKey(opened.prefix, after, 'grant'), node)
-      await waitUntil('a write to the promoted master', async () => {
+      await waitFor('a write to the promoted master', async () => {
         const lease = await writer.acquireLease(after, 10_000)
         return lease !== null && await writer.putGrant(lease, makeGrant())
-      }, 20_000, 100)
-      await waitUntil('the listener hears of it', () => seen.keys.includes(after), 15_000)
+      }, { timeout: 20_000, interval: 100, throughErrors: true })
+      await waitFor('the listener hears of it', () => seen.keys.includes(after), { timeout: 15_000, throughErrors: true })
       const heardAt = Date.now()
-      await waitUntil('the listener says up', async () => (await listener.health()).state === 'up', 20_000)
+      await waitFor('the listener says up', async () => (await listener.health()).state === 'up', { timeout: 20_000, throughErrors: true })
       expect((await subscriberNode()).port).not.toBe(node.port)
       seen.stop()
       process.stdout.write(`cluster-failover subscriber: notice after the failover heard ${heardAt - killedAt} ms after the kill\n`)

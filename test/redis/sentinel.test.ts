@@ -2,7 +2,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Lease } from '../../src/store/types.js'
 import { startRedisSentinel, topologyTestsCanRun, type TestSentinel, type TopologyProcess } from '../support/redis-topology.js'
 import { describeGrantStoreContract } from '../store/grant-store.contract.js'
-import { makeGrant, randomGrantKey, recordGrants, waitUntil } from '../store/helpers.js'
+import { makeGrant, randomGrantKey, recordGrants } from '../store/helpers.js'
+import { waitFor } from '../support/wait.js'
 import { createRedisWorld, type RedisWorld } from '../store/redis-world.js'
 import { describeAppOnTopology, describeRateLimitCounts, measure, storeKey } from './topology-checks.js'
 
@@ -40,7 +41,7 @@ describe.runIf(topologyTestsCanRun())('Redis Sentinel: one master, one replica, 
       expect(await writer.putGrant(lease, grant)).toBe(true)
       const master = await sentinel.master()
       const replica = sentinel.nodes.find(node => node !== master) as TopologyProcess
-      await waitUntil('the replica has the grant', async () => await sentinel.client(replica.port).exists(storeKey(opened.prefix, key, 'grant')) === 1, 5000)
+      await waitFor('the replica has the grant', async () => await sentinel.client(replica.port).exists(storeKey(opened.prefix, key, 'grant')) === 1, { timeout: 5000, throughErrors: true })
 
       await master.kill()
       killed = master
@@ -53,16 +54,16 @@ describe.runIf(topologyTestsCanRun())('Redis Sentinel: one master, one replica, 
       const promoted = await sentinel.waitForNewMaster(master)
       const promotedAt = Date.now()
       expect(promoted.port).toBe(replica.port)
-      await waitUntil('the promoted replica serves the grant', async () => (await reader.get(key))?.grant.accessToken === grant.accessToken, 20_000)
+      await waitFor('the promoted replica serves the grant', async () => (await reader.get(key))?.grant.accessToken === grant.accessToken, { timeout: 20_000, throughErrors: true })
       const servedAt = Date.now()
-      await waitUntil('both stores say up again', async () => (await reader.health()).state === 'up' && (await writer.health()).state === 'up', 20_000)
+      await waitFor('both stores say up again', async () => (await reader.health()).state === 'up' && (await writer.health()).state === 'up', { timeout: 20_000, throughErrors: true })
       const upAt = Date.now()
       // The lease survived with the data; its holder writes to the new master, and the reader hears of it.
       expect(await reader.acquireLease(key, 10_000)).toBeNull()
       const next = makeGrant()
       const noticesBefore = seen.keys.length
       expect(await writer.putGrant(lease, next)).toBe(true)
-      await waitUntil('the reader hears of the write after the failover', () => seen.keys.slice(noticesBefore).includes(key), 5000)
+      await waitFor('the reader hears of the write after the failover', () => seen.keys.slice(noticesBefore).includes(key), { timeout: 5000, throughErrors: true })
       expect((await reader.get(key))?.grant).toEqual(next)
       seen.stop()
       process.stdout.write(`sentinel-failover store: promoted ${promotedAt - killedAt} ms, grant served ${servedAt - killedAt} ms, health up ${upAt - killedAt} ms after the kill\n`)
@@ -82,17 +83,17 @@ describe.runIf(topologyTestsCanRun())('Redis Sentinel: one master, one replica, 
       // write that landed on it meanwhile would be lost with its data. ioredis leaves it at once on
       // Sentinel's +switch-master (failoverDetector), so writes reach the new master well before that.
       const key = randomGrantKey()
-      await waitUntil('a write lands on the new master', async () => {
+      await waitFor('a write lands on the new master', async () => {
         const lease = await writer.acquireLease(randomGrantKey(), 10_000).catch(() => null)
         if (lease === null || !await writer.putGrant(lease, makeGrant()).catch(() => false)) return false
         return await sentinel.client(promoted.port).exists(storeKey(opened.prefix, lease.key, 'grant')) === 1
-      }, 3000, 100)
+      }, { timeout: 3000, interval: 100, throughErrors: true })
       expect((await sentinel.client(oldMaster.port).info('replication')).includes('role:master'), 'the old master is still a master (the test proves nothing otherwise)').toBe(true)
       const lease = await writer.acquireLease(key, 10_000) as Lease
       expect(await writer.putGrant(lease, makeGrant())).toBe(true)
       expect(await sentinel.client(promoted.port).exists(storeKey(opened.prefix, key, 'grant'))).toBe(1)
-      await waitUntil('the reader hears of it', () => seen.keys.includes(key), 10_000)
-      await waitUntil('both stores say up', async () => (await reader.health()).state === 'up' && (await writer.health()).state === 'up', 15_000)
+      await waitFor('the reader hears of it', () => seen.keys.includes(key), { timeout: 10_000, throughErrors: true })
+      await waitFor('both stores say up', async () => (await reader.health()).state === 'up' && (await writer.health()).state === 'up', { timeout: 15_000, throughErrors: true })
       seen.stop()
     }, 60_000)
   })

@@ -4,7 +4,9 @@ import { loadConfig, type RedisConfig } from '../../src/config.js'
 import type { RedisConnectionConfig } from '../../src/store/redis-client.js'
 import type { Lease } from '../../src/store/types.js'
 import { startRedisCluster, startRedisSentinel, startTlsRedis, testTls, topologyTestsCanRun, type TestCluster, type TestSentinel, type TestTlsNode } from '../support/redis-topology.js'
-import { captureLogs, makeGrant, randomGrantKey, recordGrants, waitUntil } from '../store/helpers.js'
+import { makeGrant, randomGrantKey, recordGrants } from '../store/helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { waitFor } from '../support/wait.js'
 import { createRedisWorld, type RedisWorld } from '../store/redis-world.js'
 import { createGrantCipher } from '../../src/store/encryption.js'
 import { createRedisGrantStore, type RedisGrantStore } from '../../src/store/redis-store.js'
@@ -18,7 +20,7 @@ async function shareAGrant (world: RedisWorld): Promise<void> {
   const grant = makeGrant()
   expect(await writer.putGrant(lease, grant)).toBe(true)
   expect((await reader.get(key))?.grant).toEqual(grant)
-  await waitUntil('the reader heard of the write', () => seen.keys.includes(key), 5000)
+  await waitFor('the reader heard of the write', () => seen.keys.includes(key), { timeout: 5000, throughErrors: true })
   expect(await reader.health()).toEqual({ state: 'up' })
   seen.stop()
 }

@@ -2,46 +2,19 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import type { Logger } from 'pino'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import type { VaultConfig } from '../../src/config.js'
-import { createLogger } from '../../src/observability/logger.js'
 import { createFileSecretSource } from '../../src/secrets/file-source.js'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
 import { type SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource, type VaultSecretSourceDeps } from '../../src/secrets/vault-source.js'
+import { sleep } from '../../src/time.js'
+import { tempDir, useCleanup } from '../support/fixtures.js'
+import { captureLogs, type CapturedLogs } from '../support/logs.js'
+import { waitFor } from '../support/wait.js'
+import { testVaultConfig } from '../support/vault/config.js'
 import type { VaultTarget, VaultTargetCapabilities } from '../support/vault/targets.js'
 import { SecretError } from '../../src/errors.js'
-
-/** Log lines captured at debug level, to prove no token or secret value reaches them. */
-export interface CapturedLog {
-  readonly log: Logger
-  readonly lines: string[]
-}
-
-export function captureLog (level = 'debug'): CapturedLog {
-  const lines: string[] = []
-  const sink = new Writable({
-    write (chunk: Buffer | string, _encoding, callback) {
-      lines.push(...chunk.toString().split('\n').filter(line => line !== ''))
-      callback()
-    }
-  })
-  return { log: createLogger(level, sink), lines }
-}
-
-/** Polls until `condition` holds; fails with `what` after `timeoutMs`. */
-export async function waitFor (what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    if (await condition()) return
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 25))
-  }
-}
-
-export const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
 export async function expectSecretError (promise: Promise<unknown>, reason: SecretError['kind']): Promise<SecretError> {
   const error = await promise.then(() => undefined, (err: unknown) => err)
@@ -59,7 +32,7 @@ interface FixtureBase {
   source: () => Promise<SecretSource>
   /** Everything this fixture handed out that must never be logged (tokens, secret ids, secret values). */
   readonly sensitive: Set<string>
-  readonly captured: CapturedLog
+  readonly captured: CapturedLogs
   close: () => Promise<void>
 }
 
@@ -83,7 +56,7 @@ function trackSecrets (sensitive: Set<string>, data: Record<string, string>): vo
 
 /** A fixture over a Vault target; every source it makes is closed with it. */
 export function vaultFixture (target: VaultTarget): VaultFixture {
-  const captured = captureLog()
+  const captured = captureLogs()
   const sensitive = new Set<string>()
   const opened: SecretSource[] = []
   const fixture: VaultFixture = {
@@ -99,20 +72,7 @@ export function vaultFixture (target: VaultTarget): VaultFixture {
     vaultSource (config, deps = {}) {
       for (const value of [config.token, config.secretId, config.roleId]) if (value !== undefined) sensitive.add(value)
       const source = createVaultSecretSource({
-        config: {
-          addr: target.addr,
-          namespace: undefined,
-          auth: 'token',
-          token: undefined,
-          roleId: undefined,
-          secretId: undefined,
-          approleMount: 'approle',
-          k8sRole: undefined,
-          k8sTokenPath: '/nonexistent',
-          k8sMount: 'kubernetes',
-          timeoutMs: 2000,
-          ...config
-        },
+        config: testVaultConfig(target.addr, config),
         log: captured.log,
         probeIntervalMs: 200,
         retryBaseMs: 100,
@@ -138,7 +98,7 @@ export function vaultFixture (target: VaultTarget): VaultFixture {
 
 /** A fixture over a temporary secrets file, rewritten atomically (rename) like a config management tool would. */
 export async function fileFixture (): Promise<FileFixture> {
-  const captured = captureLog()
+  const captured = captureLogs()
   const sensitive = new Set<string>()
   const dir = await mkdtemp(join(tmpdir(), 'cb-secrets-'))
   const file = join(dir, 'secrets.json')
@@ -203,25 +163,20 @@ export function describeSecretSourceContract (label: string, options: ContractOp
 
   describe(`secret source contract: ${label}`, () => {
     let fixture: ContractFixture
-    const managers: SecretManager[] = []
-    const manage = (source: SecretSource, intervalMs = 200): SecretManager => {
-      const manager = createSecretManager({ source, log: fixture.captured.log, intervalMs })
-      managers.push(manager)
-      return manager
-    }
+    const cleanup = useCleanup()
+    const manage = (source: SecretSource, intervalMs = 200): SecretManager =>
+      cleanup.add(createSecretManager({ source, log: fixture.captured.log, intervalMs }))
     const vault = (): VaultFixture => {
       if (fixture.kind !== 'vault') throw new Error('a Vault test ran against a file fixture')
       return fixture
     }
 
     beforeEach(async () => {
-      fixture = await options.create()
-    }, 60_000)
-
-    afterEach(async () => {
-      for (const manager of managers.splice(0)) await manager.close()
-      await fixture.close()
-      expectNoLeak(fixture)
+      const created = await options.create()
+      fixture = created
+      // Checked last, once everything is closed: a close may log too.
+      cleanup.defer(() => { expectNoLeak(created) })
+      cleanup.add(created)
     }, 60_000)
 
     describe('reading', () => {
@@ -264,7 +219,7 @@ export function describeSecretSourceContract (label: string, options: ContractOp
         const newSecret = `new-${randomBytes(8).toString('hex')}`
         const writtenAt = Date.now()
         const version = await fixture.write(path, { client_secret: newSecret })
-        await waitFor('the rotation event', () => rotations.length > 0, 3000)
+        await waitFor('the rotation event', () => rotations.length > 0, { timeout: 3000 })
 
         expect(rotations).toEqual([{ path, version, at: expect.any(Number) as number }])
         // One 200 ms interval, plus the metadata and data reads.
@@ -324,7 +279,7 @@ export function describeSecretSourceContract (label: string, options: ContractOp
         const manager = manage(source)
         await manager.get(path)
 
-        await waitFor('health to degrade', () => source.health().state === 'degraded', 5000)
+        await waitFor('health to degrade', () => source.health().state === 'degraded', { timeout: 5000 })
         expect(source.health().detail).toMatch(/expired/)
         expect((await manager.get(path)).data).toEqual(data)
         await expectSecretError(source.read(path), 'denied')
@@ -363,46 +318,38 @@ export function describeSecretSourceContract (label: string, options: ContractOp
         if (standIn === undefined) throw new Error('Kubernetes auth needs the stand-in')
         const path = fixture.path('providers/klavi')
         await fixture.write(path, { client_secret: `j-${randomBytes(8).toString('hex')}` })
-        const dir = await mkdtemp(join(tmpdir(), 'cb-k8s-'))
-        try {
-          const tokenFile = join(dir, 'token')
-          const firstJwt = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString('base64url')}.sig1`
-          const secondJwt = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString('base64url')}.sig2`
-          fixture.sensitive.add(firstJwt)
-          fixture.sensitive.add(secondJwt)
-          await writeFile(tokenFile, `${firstJwt}\n`)
-          standIn.addKubernetesRole({ role: 'credential-broker', jwts: [firstJwt], tokenTtlSeconds: 2, tokenMaxTtlSeconds: 3, policies: [vault().target.readPolicy] })
-          const source = vault().vaultSource({ auth: 'kubernetes', k8sRole: 'credential-broker', k8sTokenPath: tokenFile })
-          await source.start()
-          expect((await source.read(path)).version).toBe(1)
+        const dir = await tempDir(cleanup, 'cb-k8s-')
+        const tokenFile = join(dir, 'token')
+        const firstJwt = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString('base64url')}.sig1`
+        const secondJwt = `eyJhbGciOiJSUzI1NiJ9.${randomBytes(24).toString('base64url')}.sig2`
+        fixture.sensitive.add(firstJwt)
+        fixture.sensitive.add(secondJwt)
+        await writeFile(tokenFile, `${firstJwt}\n`)
+        standIn.addKubernetesRole({ role: 'credential-broker', jwts: [firstJwt], tokenTtlSeconds: 2, tokenMaxTtlSeconds: 3, policies: [vault().target.readPolicy] })
+        const source = vault().vaultSource({ auth: 'kubernetes', k8sRole: 'credential-broker', k8sTokenPath: tokenFile })
+        await source.start()
+        expect((await source.read(path)).version).toBe(1)
 
-          // The kubelet rotates the projected token; Vault now only accepts the new one.
-          standIn.setKubernetesJwts('credential-broker', [secondJwt])
-          await writeFile(tokenFile, `${secondJwt}\n`)
-          await sleep(4000)
-          expect(source.health()).toMatchObject({ state: 'ok' })
-          expect(standIn.count('POST', 'auth/kubernetes/login')).toBeGreaterThanOrEqual(2)
-          expect((await source.read(path)).version).toBe(1)
-        } finally {
-          await rm(dir, { recursive: true, force: true })
-        }
+        // The kubelet rotates the projected token; Vault now only accepts the new one.
+        standIn.setKubernetesJwts('credential-broker', [secondJwt])
+        await writeFile(tokenFile, `${secondJwt}\n`)
+        await sleep(4000)
+        expect(source.health()).toMatchObject({ state: 'ok' })
+        expect(standIn.count('POST', 'auth/kubernetes/login')).toBeGreaterThanOrEqual(2)
+        expect((await source.read(path)).version).toBe(1)
       })
 
       it.skipIf(noKubernetes)('refuses a Kubernetes login for an unknown role at start (stand-in only)', async () => {
-        const dir = await mkdtemp(join(tmpdir(), 'cb-k8s-'))
-        try {
-          const tokenFile = join(dir, 'token')
-          await writeFile(tokenFile, 'eyJhbGciOiJSUzI1NiJ9.e30.sig')
-          vault().target.standIn?.addKubernetesRole({ role: 'someone-else', jwts: ['x'], tokenTtlSeconds: 60 })
-          const source = vault().vaultSource({ auth: 'kubernetes', k8sRole: 'credential-broker', k8sTokenPath: tokenFile })
-          const error = await expectSecretError(source.start(), 'denied')
-          expect(error.message).toMatch(/invalid role name/)
-          // Failing fast means no login retries left running in the background.
-          await sleep(400)
-          expect(vault().target.standIn?.count('POST', 'auth/kubernetes/login')).toBe(1)
-        } finally {
-          await rm(dir, { recursive: true, force: true })
-        }
+        const dir = await tempDir(cleanup, 'cb-k8s-')
+        const tokenFile = join(dir, 'token')
+        await writeFile(tokenFile, 'eyJhbGciOiJSUzI1NiJ9.e30.sig')
+        vault().target.standIn?.addKubernetesRole({ role: 'someone-else', jwts: ['x'], tokenTtlSeconds: 60 })
+        const source = vault().vaultSource({ auth: 'kubernetes', k8sRole: 'credential-broker', k8sTokenPath: tokenFile })
+        const error = await expectSecretError(source.start(), 'denied')
+        expect(error.message).toMatch(/invalid role name/)
+        // Failing fast means no login retries left running in the background.
+        await sleep(400)
+        expect(vault().target.standIn?.count('POST', 'auth/kubernetes/login')).toBe(1)
       })
     })
 
@@ -418,14 +365,14 @@ export function describeSecretSourceContract (label: string, options: ContractOp
 
         await target.seal()
         try {
-          await waitFor('health to degrade', () => manager.health().state === 'degraded', 5000)
+          await waitFor('health to degrade', () => manager.health().state === 'degraded', { timeout: 5000 })
           expect(manager.health().detail).toMatch(/sealed/)
           expect((await manager.get(path)).data).toEqual(data)
           await expectSecretError(source.read(path), 'unavailable')
         } finally {
           await target.unseal()
         }
-        await waitFor('health to recover', () => manager.health().state === 'ok', 10_000)
+        await waitFor('health to recover', () => manager.health().state === 'ok', { timeout: 10_000 })
         expect((await source.read(path)).data).toEqual(data)
       })
 
@@ -440,14 +387,14 @@ export function describeSecretSourceContract (label: string, options: ContractOp
 
         await target.stop()
         try {
-          await waitFor('health to degrade', () => manager.health().state === 'degraded', 5000)
+          await waitFor('health to degrade', () => manager.health().state === 'degraded', { timeout: 5000 })
           expect(manager.health().detail).toMatch(/unreachable/)
           expect((await manager.get(path)).data).toEqual(data)
           await expectSecretError(source.read(path), 'unavailable')
         } finally {
           await target.start()
         }
-        await waitFor('health to recover', () => manager.health().state === 'ok', 10_000)
+        await waitFor('health to recover', () => manager.health().state === 'ok', { timeout: 10_000 })
         expect((await source.read(path)).data).toEqual(data)
       })
     })

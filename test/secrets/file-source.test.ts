@@ -1,34 +1,28 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import type { Config } from '../../src/config.js'
 import { serializeError } from '../../src/observability/logger.js'
 import { createFileSecretSource } from '../../src/secrets/file-source.js'
 import { createSecretSource } from '../../src/secrets/index.js'
 import type { SecretSource } from '../../src/secrets/types.js'
-import { captureLog, expectSecretError, type CapturedLog } from './contract.js'
+import { tempDir, useCleanup } from '../support/fixtures.js'
+import { captureLogs, type CapturedLogs } from '../support/logs.js'
+import { testVaultConfig } from '../support/vault/config.js'
+import { expectSecretError } from './contract.js'
 
 describe('file secret source (embedded mode)', () => {
-  let dir: string
   let file: string
-  let captured: CapturedLog
-  const opened: SecretSource[] = []
+  let captured: CapturedLogs
+  const cleanup = useCleanup()
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'cb-file-'))
-    file = join(dir, 'secrets.json')
-    captured = captureLog('debug')
-  })
-  afterEach(async () => {
-    for (const source of opened.splice(0)) await source.close()
-    await rm(dir, { recursive: true, force: true })
+    file = join(await tempDir(cleanup, 'cb-file-'), 'secrets.json')
+    captured = captureLogs('debug')
   })
   function source (): SecretSource {
-    const created = createFileSecretSource({ file, log: captured.log })
-    opened.push(created)
-    return created
+    return cleanup.add(createFileSecretSource({ file, log: captured.log }))
   }
 
   it('bumps the version of a path only when its entry changes', async () => {
@@ -87,16 +81,13 @@ describe('file secret source (embedded mode)', () => {
 })
 
 describe('createSecretSource', () => {
-  const log = captureLog('silent').log
+  const log = captureLogs('silent').log
   const base: Pick<Config, 'vault' | 'secretsFile' | 'usingExampleSecrets'> = { vault: undefined, secretsFile: undefined, usingExampleSecrets: false }
 
   it('chooses Vault when VAULT_ADDR is configured', async () => {
     const source = createSecretSource({
       ...base,
-      vault: {
-        addr: 'http://127.0.0.1:1', namespace: undefined, auth: 'token', token: 'hvs.x', roleId: undefined, secretId: undefined,
-        approleMount: 'approle', k8sRole: undefined, k8sTokenPath: '/nonexistent', k8sMount: 'kubernetes', timeoutMs: 500
-      }
+      vault: testVaultConfig('http://127.0.0.1:1', { token: 'hvs.x', timeoutMs: 500 })
     }, log)
     expect(source.kind).toBe('vault')
     expect(source.health().state).toBe('down')

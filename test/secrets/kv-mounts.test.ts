@@ -4,7 +4,8 @@ import { splitSecretPath } from '../../src/secrets/vault-source.js'
 import { createVaultSecretSource } from '../../src/secrets/vault-source.js'
 import type { SecretSource } from '../../src/secrets/types.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, expectSecretError } from './contract.js'
+import { expectSecretError } from './contract.js'
+import { captureLogs } from '../support/logs.js'
 
 /* `secret: "<mount>:<path>"` for KV v2 mounts whose name holds a slash; "<mount>/<path>" as before. */
 
@@ -44,7 +45,7 @@ describe('reading a KV v2 mount named kv/platform', () => {
     vault.writeSecret('secret/providers/kivra', { client_id: 'secret-id', client_secret: 'old-form' })
     source = createVaultSecretSource({
       config: loadConfig({ VAULT_ADDR: vault.url, VAULT_TOKEN: vault.createToken({ policies: ['read'] }) }).vault!,
-      log: captureLog('silent').log
+      log: captureLogs('silent').log
     })
     await source.start()
     expect(await source.read('kv/platform:providers/kivra')).toEqual({ data: { client_id: 'platform-id', client_secret: 'v1' }, version: 1 })

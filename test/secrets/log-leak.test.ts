@@ -1,20 +1,22 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SecretError } from '../../src/errors.js'
 import { inspect } from 'node:util'
 import createNodeVault from 'node-vault'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { VaultConfig } from '../../src/config.js'
 import { serializeError } from '../../src/observability/logger.js'
 import { createSecretManager } from '../../src/secrets/secret-manager.js'
 import type { SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource } from '../../src/secrets/vault-source.js'
+import { tempDir, useCleanup } from '../support/fixtures.js'
 import { freePort } from '../support/ports.js'
-import { sendJson, startScriptedServer } from '../support/vault/scripted-server.js'
+import { sendJson, startScriptedServer } from '../support/scripted-server.js'
+import { testVaultConfig } from '../support/vault/config.js'
 import { startVaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, sleep, type CapturedLog } from './contract.js'
+import { captureLogs, type CapturedLogs } from '../support/logs.js'
+import { sleep } from '../../src/time.js'
 
 /** Canaries: values that would only show up in output if a token, login secret or secret value leaked. */
 const canaries = {
@@ -44,41 +46,22 @@ async function failingVault (failure: Failure): Promise<{ addr: string, close: (
 }
 
 describe('no token or secret reaches a log line or an error', () => {
-  const cleanups: Array<() => Promise<void>> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
+  const cleanup = useCleanup()
 
   async function tokenFile (): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), 'cb-leak-'))
-    cleanups.push(async () => { await rm(dir, { recursive: true, force: true }) })
-    const file = join(dir, 'token')
+    const file = join(await tempDir(cleanup, 'cb-leak-'), 'token')
     await writeFile(file, canaries.jwt)
     return file
   }
 
-  function source (addr: string, auth: VaultConfig['auth'], captured: CapturedLog, k8sTokenPath = '/nonexistent'): SecretSource {
-    const vaultSource = createVaultSecretSource({
-      config: {
-        addr,
-        namespace: undefined,
-        auth,
-        token: canaries.token,
-        roleId: canaries.roleId,
-        secretId: canaries.secretId,
-        approleMount: 'approle',
-        k8sRole: 'credential-broker',
-        k8sTokenPath,
-        k8sMount: 'kubernetes',
-        timeoutMs: 300
-      },
+  function source (addr: string, auth: VaultConfig['auth'], captured: CapturedLogs, k8sTokenPath = '/nonexistent'): SecretSource {
+    return cleanup.add(createVaultSecretSource({
+      config: testVaultConfig(addr, { auth, token: canaries.token, roleId: canaries.roleId, secretId: canaries.secretId, k8sRole: 'credential-broker', k8sTokenPath, timeoutMs: 300 }),
       log: captured.log,
       probeIntervalMs: 100,
       retryBaseMs: 50,
       retryMaxMs: 100
-    })
-    cleanups.push(async () => { await vaultSource.close() })
-    return vaultSource
+    }))
   }
 
   it('the canary would be caught: node-vault\'s raw error carries the X-Vault-Token header', async () => {
@@ -94,12 +77,10 @@ describe('no token or secret reaches a log line or an error', () => {
   for (const failure of failures) {
     for (const method of methods) {
       it(`${failure}, ${method} auth: debug logs, error messages and serialized errors stay clean`, async () => {
-        const vault = await failingVault(failure)
-        cleanups.push(vault.close)
-        const captured = captureLog('debug')
+        const vault = cleanup.add(await failingVault(failure))
+        const captured = captureLogs('debug')
         const secrets = source(vault.addr, method, captured, await tokenFile())
-        const manager = createSecretManager({ source: secrets, log: captured.log, intervalMs: 100 })
-        cleanups.push(async () => { await manager.close() })
+        const manager = cleanup.add(createSecretManager({ source: secrets, log: captured.log, intervalMs: 100 }))
 
         // Start comes up degraded (or refuses, for a 500 it cannot tell from a refusal); reads fail.
         const errors: unknown[] = []
@@ -129,15 +110,13 @@ describe('no token or secret reaches a log line or an error', () => {
   }
 
   it('a healthy run with renewals, re-logins and rotations logs no token or secret value either', async () => {
-    const vault = await startVaultStandIn()
-    cleanups.push(vault.close)
+    const vault = cleanup.add(await startVaultStandIn())
     vault.createPolicy('read', ['secret/data/*', 'secret/metadata/*'])
     vault.addAppRole({ roleName: 'broker', roleId: canaries.roleId, secretId: canaries.secretId, tokenTtlSeconds: 1, tokenMaxTtlSeconds: 2, policies: ['read'] })
     vault.writeSecret('secret/providers/kivra', { client_id: 'kivra', client_secret: canaries.clientSecret })
-    const captured = captureLog('debug')
+    const captured = captureLogs('debug')
     const secrets = source(vault.url, 'approle', captured)
-    const manager = createSecretManager({ source: secrets, log: captured.log, intervalMs: 100 })
-    cleanups.push(async () => { await manager.close() })
+    const manager = cleanup.add(createSecretManager({ source: secrets, log: captured.log, intervalMs: 100 }))
     await manager.start()
     expect((await manager.get('secret/providers/kivra')).data.client_secret).toBe(canaries.clientSecret)
     vault.writeSecret('secret/providers/kivra', { client_id: 'kivra', client_secret: `${canaries.clientSecret}-2` })

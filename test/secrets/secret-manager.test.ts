@@ -1,7 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { createSecretManager, type SecretManager } from '../../src/secrets/secret-manager.js'
 import { type SecretSource, type SecretSourceHealth, type SecretValue } from '../../src/secrets/types.js'
-import { captureLog, expectSecretError, waitFor } from './contract.js'
+import { sleep } from '../../src/time.js'
+import { useCleanup } from '../support/fixtures.js'
+import { captureLogs } from '../support/logs.js'
+import { waitFor } from '../support/wait.js'
+import { expectSecretError } from './contract.js'
 import { SecretError } from '../../src/errors.js'
 
 /** An in-memory source whose reads can be held open and whose availability can be switched off. */
@@ -37,14 +41,9 @@ function fakeSource () {
 }
 
 describe('secret manager', () => {
-  const managers: SecretManager[] = []
-  afterEach(async () => {
-    for (const manager of managers.splice(0)) await manager.close()
-  })
+  const cleanup = useCleanup()
   function manager (source: SecretSource, intervalMs = 60_000): SecretManager {
-    const created = createSecretManager({ source, log: captureLog('silent').log, intervalMs })
-    managers.push(created)
-    return created
+    return cleanup.add(createSecretManager({ source, log: captureLogs('silent').log, intervalMs }))
   }
 
   it('reads once on first use and serves the held secret afterwards; concurrent first reads share one read', async () => {
@@ -168,7 +167,7 @@ describe('secret manager', () => {
     await secrets.get('secret/a')
     await secrets.close()
     const calls = fake.state.latestCalls
-    await new Promise(resolve => setTimeout(resolve, 100))
+    await sleep(100)
     expect(fake.state.latestCalls).toBe(calls)
     expect(fake.state.closed).toBe(true)
     await expectSecretError(secrets.get('secret/a'), 'unavailable')

@@ -1,10 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { VaultConfig } from '../../src/config.js'
 import { createVaultAuth, type VaultAuth } from '../../src/secrets/vault-auth.js'
 import type { Timers } from '../../src/time.js'
 import { createVaultClient } from '../../src/secrets/vault-client.js'
+import { testVaultConfig } from '../support/vault/config.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, expectSecretError, waitFor } from './contract.js'
+import { useCleanup } from '../support/fixtures.js'
+import { captureLogs } from '../support/logs.js'
+import { waitFor } from '../support/wait.js'
+import { expectSecretError } from './contract.js'
 
 interface ManualTimers {
   timers: Timers
@@ -37,14 +41,10 @@ function manualTimers (): ManualTimers {
 }
 
 describe('vault auth: renewal and re-login', () => {
-  const cleanups: Array<() => Promise<void> | void> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
+  const cleanup = useCleanup()
 
   async function standIn (): Promise<VaultStandIn> {
-    const vault = await startVaultStandIn()
-    cleanups.push(vault.close)
+    const vault = cleanup.add(await startVaultStandIn())
     vault.addAppRole({ roleName: 'broker', roleId: 'role-1', secretId: 'secret-1', tokenTtlSeconds: 600, tokenMaxTtlSeconds: 86_400 })
     return vault
   }
@@ -52,11 +52,10 @@ describe('vault auth: renewal and re-login', () => {
   const approle: Partial<VaultConfig> = { auth: 'approle', roleId: 'role-1', secretId: 'secret-1' }
 
   function authFor (vault: VaultStandIn, config: Partial<VaultConfig>, options: { now?: () => number, random?: () => number } = {}): { auth: VaultAuth, clock: ManualTimers } {
-    const log = captureLog('silent').log
-    const client = createVaultClient({ addr: vault.url, namespace: undefined, timeoutMs: 1000, log })
-    cleanups.push(() => { client.close() })
+    const log = captureLogs('silent').log
+    const client = cleanup.add(createVaultClient({ addr: vault.url, namespace: undefined, timeoutMs: 1000, log }))
     const clock = manualTimers()
-    const auth = createVaultAuth({
+    const auth = cleanup.add(createVaultAuth({
       client,
       log,
       timers: clock.timers,
@@ -64,22 +63,8 @@ describe('vault auth: renewal and re-login', () => {
       random: options.random,
       retryBaseMs: 100,
       retryMaxMs: 400,
-      config: {
-        addr: vault.url,
-        namespace: undefined,
-        auth: 'token',
-        token: undefined,
-        roleId: undefined,
-        secretId: undefined,
-        approleMount: 'approle',
-        k8sRole: undefined,
-        k8sTokenPath: '/nonexistent',
-        k8sMount: 'kubernetes',
-        timeoutMs: 1000,
-        ...config
-      }
-    })
-    cleanups.push(() => { auth.close() })
+      config: testVaultConfig(vault.url, { timeoutMs: 1000, ...config })
+    }))
     return { auth, clock }
   }
 

@@ -1,33 +1,27 @@
 import { randomBytes } from 'node:crypto'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { serializeError } from '../../src/observability/logger.js'
 import { createVaultClient, VaultRequestError, type VaultClient } from '../../src/secrets/vault-client.js'
 import { freePort } from '../support/ports.js'
-import { sendJson, startScriptedServer, type ScriptedServer } from '../support/vault/scripted-server.js'
+import { sendJson, startScriptedServer, type ScriptedServer } from '../support/scripted-server.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, expectSecretError } from './contract.js'
+import { useCleanup } from '../support/fixtures.js'
+import { captureLogs } from '../support/logs.js'
+import { expectSecretError } from './contract.js'
 import { SecretError } from '../../src/errors.js'
 
 describe('vault client', () => {
-  const cleanups: Array<() => Promise<void> | void> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
+  const cleanup = useCleanup()
 
   async function standIn (): Promise<VaultStandIn> {
-    const vault = await startVaultStandIn()
-    cleanups.push(vault.close)
-    return vault
+    return cleanup.add(await startVaultStandIn())
   }
   async function scripted (handler: Parameters<typeof startScriptedServer>[0]): Promise<ScriptedServer> {
-    const server = await startScriptedServer(handler)
-    cleanups.push(server.close)
-    return server
+    return cleanup.add(await startScriptedServer(handler))
   }
   function client (addr: string, options: { timeoutMs?: number, namespace?: string, token?: string } = {}): VaultClient {
-    const vault = createVaultClient({ addr, namespace: options.namespace, timeoutMs: options.timeoutMs ?? 2000, log: captureLog().log })
+    const vault = cleanup.add(createVaultClient({ addr, namespace: options.namespace, timeoutMs: options.timeoutMs ?? 2000, log: captureLogs().log }))
     if (options.token !== undefined) vault.setToken(options.token)
-    cleanups.push(() => { vault.close() })
     return vault
   }
 

@@ -1,42 +1,29 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { VaultConfig } from '../../src/config.js'
 import type { SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource } from '../../src/secrets/vault-source.js'
+import { testVaultConfig } from '../support/vault/config.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, expectSecretError, sleep, waitFor } from './contract.js'
+import { useCleanup } from '../support/fixtures.js'
+import { captureLogs } from '../support/logs.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
+import { expectSecretError } from './contract.js'
 
 describe('vault secret source: health without traffic', () => {
-  const cleanups: Array<() => Promise<void>> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
+  const cleanup = useCleanup()
 
   async function setup (config: Partial<VaultConfig> = {}): Promise<{ vault: VaultStandIn, source: SecretSource }> {
-    const vault = await startVaultStandIn()
-    cleanups.push(vault.close)
+    const vault = cleanup.add(await startVaultStandIn())
     vault.createPolicy('read', ['secret/data/*', 'secret/metadata/*'])
     vault.writeSecret('secret/providers/kivra', { client_secret: 'x' })
-    const source = createVaultSecretSource({
-      config: {
-        addr: vault.url,
-        namespace: undefined,
-        auth: 'token',
-        token: vault.createToken({ ttlSeconds: 3600, renewable: true, policies: ['read'] }),
-        roleId: undefined,
-        secretId: undefined,
-        approleMount: 'approle',
-        k8sRole: undefined,
-        k8sTokenPath: '/nonexistent',
-        k8sMount: 'kubernetes',
-        timeoutMs: 300,
-        ...config
-      },
-      log: captureLog('silent').log,
+    const source = cleanup.add(createVaultSecretSource({
+      config: testVaultConfig(vault.url, { token: vault.createToken({ ttlSeconds: 3600, renewable: true, policies: ['read'] }), timeoutMs: 300, ...config }),
+      log: captureLogs('silent').log,
       probeIntervalMs: 100,
       retryBaseMs: 50,
       retryMaxMs: 200
-    })
-    cleanups.push(async () => { await source.close() })
+    }))
     return { vault, source }
   }
 
@@ -54,7 +41,7 @@ describe('vault secret source: health without traffic', () => {
     await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
     expect(source.health().state).toBe('degraded')
     await vault.start()
-    await waitFor('the probe to notice Vault is back', () => source.health().state === 'ok', 3000)
+    await waitFor('the probe to notice Vault is back', () => source.health().state === 'ok', { timeout: 3000 })
   })
 
   it('reports a 500 and a server that does not answer in time, and recovers from both', async () => {
@@ -64,13 +51,13 @@ describe('vault secret source: health without traffic', () => {
     await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
     expect(source.health()).toEqual({ state: 'degraded', detail: 'Vault answered 500', authenticated: true })
     vault.failWith(undefined)
-    await waitFor('recovery from the 500', () => source.health().state === 'ok', 3000)
+    await waitFor('recovery from the 500', () => source.health().state === 'ok', { timeout: 3000 })
 
     vault.hang(true)
     await expectSecretError(source.read('secret/providers/kivra'), 'unavailable')
     expect(source.health()).toEqual({ state: 'degraded', detail: 'Vault did not answer in time', authenticated: true })
     vault.hang(false)
-    await waitFor('recovery from the hang', () => source.health().state === 'ok', 3000)
+    await waitFor('recovery from the hang', () => source.health().state === 'ok', { timeout: 3000 })
   })
 
   it('comes up degraded when Vault is down at start, and becomes ok once it is reachable', async () => {
@@ -79,7 +66,7 @@ describe('vault secret source: health without traffic', () => {
     await source.start()
     expect(source.health().state).toBe('degraded')
     await vault.start()
-    await waitFor('the login retry', () => source.health().state === 'ok', 3000)
+    await waitFor('the login retry', () => source.health().state === 'ok', { timeout: 3000 })
     expect((await source.read('secret/providers/kivra')).data.client_secret).toBe('x')
   })
 
@@ -91,7 +78,7 @@ describe('vault secret source: health without traffic', () => {
     expect(source.health().detail).toBe('Vault is sealed')
     vault.unseal()
     vault.setStandby(true)
-    await waitFor('recovery on a standby', () => source.health().state === 'ok', 3000)
+    await waitFor('recovery on a standby', () => source.health().state === 'ok', { timeout: 3000 })
   })
 
   it('sends the namespace with every call', async () => {

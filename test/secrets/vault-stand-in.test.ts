@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { sleep } from './contract.js'
+import { sleep } from '../../src/time.js'
 
 /**
  * The stand-in's replies against the shapes in Vault's API docs (api-docs/secret/kv/kv-v2,

@@ -9,7 +9,8 @@ import { buildTestApp, exampleApiKey, sha256Hex, type TestApp } from '../support
 import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
 import { createTestPki, type TestPki } from '../support/vault/tls.js'
-import { captureLog, expectSecretError } from './contract.js'
+import { expectSecretError } from './contract.js'
+import { captureLogs } from '../support/logs.js'
 import { ConfigError } from '../../src/errors.js'
 
 /* Vault over TLS with a private CA (VAULT_CACERT, VAULT_CAPATH), against the stand-in serving HTTPS. */
@@ -36,7 +37,7 @@ describe('Vault TLS with a custom CA', () => {
 
   function sourceFor (env: Record<string, string>): SecretSource {
     const config = loadConfig({ VAULT_ADDR: vault.url, VAULT_TOKEN: token, VAULT_TIMEOUT_MS: '2000', ...env }, emptyDir())
-    const source = createVaultSecretSource({ config: config.vault!, log: captureLog('silent').log, probeIntervalMs: 60_000 })
+    const source = createVaultSecretSource({ config: config.vault!, log: captureLogs('silent').log, probeIntervalMs: 60_000 })
     sources.push(source)
     return source
   }

@@ -6,7 +6,9 @@ import { loadConfig } from '../../src/config.js'
 import type { SecretSource } from '../../src/secrets/types.js'
 import { createVaultSecretSource } from '../../src/secrets/vault-source.js'
 import { startVaultStandIn, type VaultStandIn } from '../support/vault/stand-in.js'
-import { captureLog, expectSecretError, waitFor } from './contract.js'
+import { expectSecretError } from './contract.js'
+import { captureLogs } from '../support/logs.js'
+import { waitFor } from '../support/wait.js'
 
 /*
  * VAULT_TOKEN_FILE as a Vault Agent sink: the agent rewrites the file (write to a temp name, rename) with a
@@ -32,7 +34,7 @@ describe('VAULT_TOKEN_FILE', () => {
     sink(first)
     const config = loadConfig({ VAULT_ADDR: vault.url, VAULT_TOKEN_FILE: file, VAULT_TIMEOUT_MS: '1000' }, dir)
     expect(config.vault?.tokenFile).toBe(file)
-    const source = createVaultSecretSource({ config: config.vault!, log: captureLog('silent').log, probeIntervalMs: 100, retryBaseMs: 50, retryMaxMs: 200 })
+    const source = createVaultSecretSource({ config: config.vault!, log: captureLogs('silent').log, probeIntervalMs: 100, retryBaseMs: 50, retryMaxMs: 200 })
     cleanups.push(async () => { await source.close() })
     await source.start()
     return { vault, source, first, sink, newToken }
@@ -60,7 +62,7 @@ describe('VAULT_TOKEN_FILE', () => {
     await expectSecretError(source.read('secret/providers/kivra'), 'denied')
     expect(source.health()).toMatchObject({ state: 'degraded', authenticated: false, detail: expect.stringMatching(/VAULT_TOKEN_FILE/) })
     sink(newToken())
-    await waitFor('the broker to pick up the rewritten file by itself', () => source.health().state === 'ok', 5000)
+    await waitFor('the broker to pick up the rewritten file by itself', () => source.health().state === 'ok', { timeout: 5000 })
     expect((await source.read('secret/providers/kivra')).version).toBe(1)
   })
 
@@ -72,7 +74,7 @@ describe('VAULT_TOKEN_FILE', () => {
     const token = vault.createToken({ policies: ['read'] })
     const config = loadConfig({ VAULT_ADDR: vault.url, VAULT_TOKEN: token }, mkdtempSync(join(tmpdir(), 'cb-cwd-')))
     expect(config.vault?.tokenFile).toBeUndefined()
-    const source = createVaultSecretSource({ config: config.vault!, log: captureLog('silent').log, probeIntervalMs: 100 })
+    const source = createVaultSecretSource({ config: config.vault!, log: captureLogs('silent').log, probeIntervalMs: 100 })
     cleanups.push(async () => { await source.close() })
     await source.start()
     vault.revokeToken(token)

@@ -1,8 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { RedisConfig } from '../../src/config.js'
-import { createGrantStore, type GrantStore, type Lease } from '../../src/store/index.js'
+import { createGrantStore, type Lease } from '../../src/store/index.js'
+import { useCleanup } from '../support/fixtures.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
-import { captureLogs, makeGrant, randomGrantKey, randomKey } from './helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { makeGrant, randomGrantKey, randomKey } from './helpers.js'
 
 /** Config.redis for the run's Redis, as loadConfig builds it from REDIS_URL. */
 function singleNode (keyPrefix: string): RedisConfig {
@@ -10,31 +12,28 @@ function singleNode (keyPrefix: string): RedisConfig {
 }
 
 describe('createGrantStore', () => {
-  const opened: GrantStore[] = []
-  const prefixes: string[] = []
-
-  afterEach(async () => {
-    await Promise.all(opened.splice(0).map(async store => { await store.close() }))
-    await Promise.all(prefixes.splice(0).map(async prefix => { await deleteKeys(testRedisUrl(), prefix) }))
-  })
+  const cleanup = useCleanup()
+  /** A fresh key prefix on the run's Redis, deleted after the test. */
+  const ownPrefix = (): string => {
+    const prefix = uniquePrefix('factory')
+    cleanup.defer(async () => { await deleteKeys(testRedisUrl(), prefix) })
+    return prefix
+  }
 
   it('uses process memory without REDIS_URL, and says loudly that it is single-replica', async () => {
     const logs = captureLogs()
-    const store = createGrantStore({ redis: undefined, encryptionKey: undefined }, { log: logs.log })
-    opened.push(store)
+    const store = cleanup.add(createGrantStore({ redis: undefined, encryptionKey: undefined }, { log: logs.log }))
     expect(store.kind).toBe('memory')
     expect(logs.messages()).toEqual(['no REDIS_URL: grants are kept in process memory; run a single replica only'])
     expect(JSON.parse(logs.lines[0] as string)).toMatchObject({ level: 40 })
   })
 
   it('uses Redis with REDIS_URL and REDIS_KEY_PREFIX, sealing with TOKEN_ENCRYPTION_KEY', async () => {
-    const prefix = uniquePrefix('factory')
-    prefixes.push(prefix)
+    const prefix = ownPrefix()
     const encryptionKey = randomKey()
     const config = { redis: singleNode(prefix), encryptionKey }
-    const writer = createGrantStore(config, { log: captureLogs().log })
-    const reader = createGrantStore(config, { log: captureLogs().log })
-    opened.push(writer, reader)
+    const writer = cleanup.add(createGrantStore(config, { log: captureLogs().log }))
+    const reader = cleanup.add(createGrantStore(config, { log: captureLogs().log }))
     expect(writer.kind).toBe('redis')
     const key = randomGrantKey()
     const lease = await writer.acquireLease(key, 10_000) as Lease
@@ -44,13 +43,11 @@ describe('createGrantStore', () => {
   })
 
   it('uses the resolved key list when TOKEN_ENCRYPTION_KEY is a Vault reference', async () => {
-    const prefix = uniquePrefix('factory')
-    prefixes.push(prefix)
+    const prefix = ownPrefix()
     const config = { redis: singleNode(prefix), encryptionKey: 'vault:secret/broker#token_key' }
-    await expect(async () => { opened.push(createGrantStore(config, { log: captureLogs().log })) })
+    await expect(async () => { cleanup.add(createGrantStore(config, { log: captureLogs().log })) })
       .rejects.toMatchObject({ name: 'StoreError', kind: 'invalid' })
-    const store = createGrantStore(config, { log: captureLogs().log, encryptionKey: `vault-v3:${randomKey()}` })
-    opened.push(store)
+    const store = cleanup.add(createGrantStore(config, { log: captureLogs().log, encryptionKey: `vault-v3:${randomKey()}` }))
     const key = randomGrantKey()
     const lease = await store.acquireLease(key, 10_000) as Lease
     expect(await store.putGrant(lease, makeGrant())).toBe(true)

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { createGrantCipher, keyId, parseEncryptionKeySpec } from '../../src/store/encryption.js'
-import { captureLogs, makeGrant, randomKey } from './helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { makeGrant, randomKey } from './helpers.js'
 import { StoreError } from '../../src/errors.js'
 
 describe('parseEncryptionKeySpec', () => {

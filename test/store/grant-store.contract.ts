@@ -1,6 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import type { GrantStore, Lease } from '../../src/store/types.js'
-import { makeGrant, randomGrantKey, recordGrants, sleep, waitUntil } from './helpers.js'
+import { sleep } from '../../src/time.js'
+import { useCleanup } from '../support/fixtures.js'
+import { waitFor } from '../support/wait.js'
+import { makeGrant, randomGrantKey, recordGrants } from './helpers.js'
 import { StoreError } from '../../src/errors.js'
 
 /** The state one test works on: a Redis key prefix, or one embedded store. */
@@ -25,15 +28,12 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
     let replicaB: GrantStore
     let key: string
 
+    const cleanup = useCleanup()
     beforeEach(async () => {
-      world = await createWorld()
+      world = cleanup.add(await createWorld())
       replicaA = await world.open()
       replicaB = await world.open()
       key = randomGrantKey()
-    })
-
-    afterEach(async () => {
-      await world.close()
     })
 
     const lease = async (store: GrantStore, ttlMs = 10_000): Promise<Lease> => {
@@ -222,7 +222,7 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         const seenByB = recordGrants(replicaB)
         const held = await lease(replicaA)
         expect(await replicaA.putGrant(held, makeGrant())).toBe(true)
-        await waitUntil('both replicas heard of the write', () => seenByA.keys.includes(key) && seenByB.keys.includes(key), 3000)
+        await waitFor('both replicas heard of the write', () => seenByA.keys.includes(key) && seenByB.keys.includes(key), { timeout: 3000 })
         seenByA.stop()
         seenByB.stop()
       })
@@ -231,9 +231,9 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         const seen = recordGrants(replicaB)
         const held = await lease(replicaA)
         expect(await replicaA.putGrant(held, makeGrant())).toBe(true)
-        await waitUntil('the write was announced', () => seen.keys.length === 1, 3000)
+        await waitFor('the write was announced', () => seen.keys.length === 1, { timeout: 3000 })
         expect(await replicaA.deleteGrant(held)).toBe(true)
-        await waitUntil('the delete was announced', () => seen.keys.length === 2, 3000)
+        await waitFor('the delete was announced', () => seen.keys.length === 2, { timeout: 3000 })
         expect(seen.keys).toEqual([key, key])
         // A write carries its fence (a replica holding that grant need not read it back); a delete none.
         expect(seen.fences).toEqual([held.fence, undefined])
@@ -253,7 +253,7 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         const markerLease = await replicaA.acquireLease(marker, 10_000)
         expect(markerLease).not.toBeNull()
         expect(await replicaA.putGrant(markerLease as Lease, makeGrant())).toBe(true)
-        await waitUntil('the marker write was announced', () => seen.keys.includes(marker), 3000)
+        await waitFor('the marker write was announced', () => seen.keys.includes(marker), { timeout: 3000 })
         expect(seen.keys).toEqual([marker])
         expect(unsubscribed.keys).toEqual([])
         seen.stop()
@@ -264,7 +264,7 @@ export function describeGrantStoreContract (name: string, createWorld: () => Pro
         const seen = recordGrants(replicaB)
         const held = await lease(replicaA)
         expect(await replicaA.putGrant(held, makeGrant())).toBe(true)
-        await waitUntil('the healthy listener heard of the write', () => seen.keys.includes(key), 3000)
+        await waitFor('the healthy listener heard of the write', () => seen.keys.includes(key), { timeout: 3000 })
         stopThrowing()
         seen.stop()
       })

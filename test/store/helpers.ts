@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import type { Logger } from 'pino'
 import { expect } from 'vitest'
-import { createLogger } from '../../src/observability/logger.js'
 import type { Grant } from '../../src/providers/types.js'
 import { StoreError, type StoreErrorKind } from '../../src/errors.js'
 
@@ -28,26 +26,6 @@ export function randomKey (): string {
 
 export function randomGrantKey (): string {
   return `cred-${randomBytes(4).toString('hex')}`
-}
-
-export async function sleep (ms: number): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, ms))
-}
-
-/** Polls `check` until it returns true; fails the test with `what` after `timeoutMs`. */
-export async function waitUntil (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 5000, intervalMs = 25): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    let ok = false
-    try {
-      ok = await check()
-    } catch {
-      ok = false
-    }
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)
-    await sleep(intervalMs)
-  }
 }
 
 /** Collects the keys a store announces through onGrant. */
@@ -77,16 +55,4 @@ export async function expectStoreErrorWithin (promise: Promise<unknown>, withinM
   if (reason !== undefined) expect(err.kind).toBe(reason)
   expect(elapsed).toBeLessThanOrEqual(withinMs)
   return err
-}
-
-/** A logger with the production options (redaction, error serializer) whose output a test can read. */
-export function captureLogs (): { log: Logger, lines: string[], text: () => string, messages: () => string[] } {
-  const lines: string[] = []
-  const log = createLogger('debug', { write: (line: string) => { lines.push(line) } })
-  return {
-    log,
-    lines,
-    text: () => lines.join(''),
-    messages: () => lines.map(line => (JSON.parse(line) as { msg: string }).msg)
-  }
 }

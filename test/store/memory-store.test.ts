@@ -3,7 +3,9 @@ import { createGrantCipher } from '../../src/store/encryption.js'
 import { createMemoryGrantStore } from '../../src/store/memory-store.js'
 import type { GrantStore, Lease } from '../../src/store/types.js'
 import { describeGrantStoreContract } from './grant-store.contract.js'
-import { captureLogs, makeGrant, randomKey, recordGrants, waitUntil } from './helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { waitFor } from '../support/wait.js'
+import { makeGrant, randomKey, recordGrants } from './helpers.js'
 
 describeGrantStoreContract('memory', async () => {
   // One embedded store is the only replica there is: every open() hands out the same one.
@@ -50,7 +52,7 @@ describe('memory grant store', () => {
     const lease = await store.acquireLease('kigo-sandbox', 1000) as Lease
     expect(await store.putGrant(lease, makeGrant())).toBe(true)
     expect(seen.keys).toEqual([])
-    await waitUntil('the write was announced', () => seen.keys.length === 1, 1000)
+    await waitFor('the write was announced', () => seen.keys.length === 1, { timeout: 1000 })
     await store.close()
   })
 

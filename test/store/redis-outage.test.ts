@@ -1,29 +1,22 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { Lease } from '../../src/store/types.js'
 import { freePort } from '../support/ports.js'
-import { spawnRedisServer, type SpawnedRedis } from '../support/redis-server.js'
-import { captureLogs, expectStoreErrorWithin, makeGrant, randomGrantKey, recordGrants, sleep, waitUntil } from './helpers.js'
-import { createRedisWorld, type RedisWorld } from './redis-world.js'
-import { startTcpProxy, type TcpProxy } from './tcp-proxy.js'
+import { useCleanup } from '../support/fixtures.js'
+import { spawnRedisServer } from '../support/redis-server.js'
+import { captureLogs } from '../support/logs.js'
+import { sleep } from '../../src/time.js'
+import { waitFor } from '../support/wait.js'
+import { expectStoreErrorWithin, makeGrant, randomGrantKey, recordGrants } from './helpers.js'
+import { createRedisWorld } from './redis-world.js'
+import { startTcpProxy } from '../support/tcp-proxy.js'
 
 // Each test runs its own redis-server (these tests kill it), reached over loopback only.
 describe('redis grant store when Redis fails', () => {
-  let server: SpawnedRedis | undefined
-  let proxy: TcpProxy | undefined
-  let world: RedisWorld | undefined
-
-  afterEach(async () => {
-    await world?.close()
-    await proxy?.close()
-    await server?.stop()
-    world = undefined
-    proxy = undefined
-    server = undefined
-  })
+  const cleanup = useCleanup()
 
   it('fails fast with a StoreError while Redis is down, then reconnects and resubscribes by itself', async () => {
-    server = await spawnRedisServer()
-    world = await createRedisWorld({ url: server.url, deleteKeys: false })
+    const server = cleanup.add(await spawnRedisServer())
+    const world = cleanup.add(await createRedisWorld({ url: server.url, deleteKeys: false }))
     const logs = captureLogs()
     const writer = await world.openWith({ log: logs.log })
     const reader = await world.openWith({ log: logs.log })
@@ -43,7 +36,7 @@ describe('redis grant store when Redis fails', () => {
     expect((await reader.health()).state).toBe('down')
 
     await server.restart()
-    await waitUntil('the writer is up again', async () => (await writer.health()).state === 'up', 10_000)
+    await waitFor('the writer is up again', async () => (await writer.health()).state === 'up', { timeout: 10_000 })
     await reader.ready(10_000)
     expect((await reader.health()).state).toBe('up')
 
@@ -54,7 +47,7 @@ describe('redis grant store when Redis fails', () => {
     expect(again).not.toBeNull()
     const next = makeGrant()
     expect(await writer.putGrant(again, next)).toBe(true)
-    await waitUntil('the reader heard of the write after resubscribing', () => seen.keys.includes(key), 3000)
+    await waitFor('the reader heard of the write after resubscribing', () => seen.keys.includes(key), { timeout: 3000 })
     expect((await reader.get(key))?.grant).toEqual(next)
 
     const messages = logs.messages()
@@ -66,11 +59,11 @@ describe('redis grant store when Redis fails', () => {
   })
 
   it('times out instead of hanging when Redis stops answering, and recovers when it answers again', async () => {
-    server = await spawnRedisServer()
-    proxy = await startTcpProxy(server.port)
-    world = await createRedisWorld({ url: server.url })
+    const server = cleanup.add(await spawnRedisServer())
+    const proxy = cleanup.add(await startTcpProxy({ port: server.port }))
+    const world = cleanup.add(await createRedisWorld({ url: server.url }))
     const logs = captureLogs()
-    const store = await world.openWith({ url: proxy.url, log: logs.log })
+    const store = await world.openWith({ url: `redis://127.0.0.1:${proxy.port}`, log: logs.log })
     const key = randomGrantKey()
     expect(await store.get(key)).toBeNull()
 
@@ -90,7 +83,7 @@ describe('redis grant store when Redis fails', () => {
     await expectStoreErrorWithin(store.acquireLease(late, 60_000), 1500, 'unavailable')
     proxy.thaw()
 
-    await waitUntil('the store answers again', async () => (await store.get(key)) === null, 10_000)
+    await waitFor('the store answers again', async () => await store.get(key).then(found => found === null, () => false), { timeout: 10_000 })
     await store.ready(10_000)
     expect((await store.health()).state).toBe('up')
     expect(logs.text()).toContain('Socket timeout')
@@ -101,31 +94,31 @@ describe('redis grant store when Redis fails', () => {
   })
 
   it('tells a replica about grants written while its subscriber was cut off, once it is back', async () => {
-    server = await spawnRedisServer()
-    proxy = await startTcpProxy(server.port)
-    world = await createRedisWorld({ url: server.url })
+    const server = cleanup.add(await spawnRedisServer())
+    const proxy = cleanup.add(await startTcpProxy({ port: server.port }))
+    const world = cleanup.add(await createRedisWorld({ url: server.url }))
     const writer = await world.open()
-    const cutOff = await world.openWith({ url: proxy.url })
+    const cutOff = await world.openWith({ url: `redis://127.0.0.1:${proxy.port}` })
     const key = randomGrantKey()
     // The replica has dealt with this key before (it read it), as a serving replica would have.
     expect(await cutOff.get(key)).toBeNull()
     const seen = recordGrants(cutOff)
 
-    proxy.refuse()
-    await waitUntil('the replica notices', async () => (await cutOff.health()).state === 'down', 3000)
+    await proxy.refuse()
+    await waitFor('the replica notices', async () => (await cutOff.health()).state === 'down', { timeout: 3000 })
     const lease = await writer.acquireLease(key, 10_000) as Lease
     expect(await writer.putGrant(lease, makeGrant())).toBe(true)
     await sleep(200)
     expect(seen.keys).toEqual([])
 
-    proxy.accept()
+    await proxy.accept()
     await cutOff.ready(10_000)
-    await waitUntil('the missed write was announced', () => seen.keys.includes(key), 3000)
+    await waitFor('the missed write was announced', () => seen.keys.includes(key), { timeout: 3000 })
     expect((await cutOff.get(key))?.fence).toBe(lease.fence)
   })
 
   it('waits only briefly for a Redis that never answered, then reports it unavailable', async () => {
-    world = await createRedisWorld({ url: `redis://127.0.0.1:${await freePort()}`, deleteKeys: false })
+    const world = cleanup.add(await createRedisWorld({ url: `redis://127.0.0.1:${await freePort()}`, deleteKeys: false }))
     const store = await world.openWith({ ready: false })
     await expectStoreErrorWithin(store.get(randomGrantKey()), 1500, 'unavailable')
     await expect(store.ready(300)).rejects.toMatchObject({ name: 'StoreError', kind: 'unavailable' })

@@ -1,8 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { keyId } from '../../src/store/encryption.js'
 import type { Lease } from '../../src/store/types.js'
+import { useCleanup } from '../support/fixtures.js'
 import { describeGrantStoreContract } from './grant-store.contract.js'
-import { captureLogs, makeGrant, randomGrantKey, randomKey } from './helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { makeGrant, randomGrantKey, randomKey } from './helpers.js'
 import { createRedisWorld, type RedisWorld } from './redis-world.js'
 
 describeGrantStoreContract('redis', async () => await createRedisWorld())
@@ -11,13 +13,10 @@ describe('redis grant store', () => {
   let world: RedisWorld
   let key: string
 
+  const cleanup = useCleanup()
   beforeEach(async () => {
-    world = await createRedisWorld()
+    world = cleanup.add(await createRedisWorld())
     key = randomGrantKey()
-  })
-
-  afterEach(async () => {
-    await world.close()
   })
 
   const grantKey = (name: string): string => `${world.prefix}:{${name}}:grant`

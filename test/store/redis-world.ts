@@ -6,7 +6,8 @@ import { createRedisGrantStore, type RedisGrantStore } from '../../src/store/red
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
 import type { TestTopology } from '../support/redis-topology.js'
 import type { StoreWorld } from './grant-store.contract.js'
-import { captureLogs, randomKey } from './helpers.js'
+import { captureLogs } from '../support/logs.js'
+import { randomKey } from './helpers.js'
 
 export interface RedisWorld extends StoreWorld {
   readonly url: string

@@ -2,38 +2,12 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { stringify as toYaml } from 'yaml'
 import { buildApp, type AppOverrides } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
-import { createLogger } from '../../src/observability/logger.js'
+import { captureLogs, type CapturedLogs } from './logs.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from './redis.js'
-
-/** A log sink that keeps every line, for assertions on what was (and was not) logged. */
-export interface CapturedLogs {
-  readonly lines: string[]
-  readonly text: () => string
-  readonly entries: () => Array<Record<string, unknown>>
-}
-
-export function captureLogs (): { stream: Writable, logs: CapturedLogs } {
-  const lines: string[] = []
-  const stream = new Writable({
-    write (chunk: Buffer, _encoding, callback) {
-      lines.push(...chunk.toString('utf8').split('\n').filter(line => line !== ''))
-      callback()
-    }
-  })
-  return {
-    stream,
-    logs: {
-      lines,
-      text: () => lines.join('\n'),
-      entries: () => lines.map(line => JSON.parse(line) as Record<string, unknown>)
-    }
-  }
-}
 
 /** Writes a temporary file and returns its path. */
 export function tempFile (name: string, content: string): string {
@@ -92,8 +66,8 @@ export async function buildTestApp (options: TestAppOptions = {}): Promise<TestA
     ...options.env
   }
   const config = loadConfig(env)
-  const { stream, logs } = captureLogs()
-  const app = await buildApp(config, { logger: createLogger(config.logLevel, stream), ...options.overrides })
+  const logs = captureLogs(config.logLevel)
+  const app = await buildApp(config, { logger: logs.log, ...options.overrides })
   await app.ready()
   return {
     app,

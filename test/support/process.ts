@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { freePort } from './ports.js'
+import { waitFor } from './wait.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 /** tsx's loader by absolute URL, so the process may run in any working directory. */
@@ -70,22 +71,14 @@ export async function startBroker (env: Record<string, string>, options: RunBrok
   const port = await freePort()
   const running = runBroker({ PORT: String(port), HOST: '127.0.0.1', ...env }, options)
   const url = `http://127.0.0.1:${port}`
-  const deadline = Date.now() + (options.timeoutMs ?? 20_000)
-  for (;;) {
-    if (running.child.exitCode !== null) {
-      throw new Error(`broker exited with ${running.child.exitCode}: ${running.stderr.join('\n')}`)
-    }
-    try {
-      const response = await fetch(`${url}/healthz`)
-      if (response.ok) break
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      await running.stop('SIGKILL')
-      throw new Error(`broker did not become healthy: ${running.stderr.join('\n')}`)
-    }
-    await new Promise(resolve => setTimeout(resolve, 100))
+  try {
+    await waitFor(`${url}/healthz to answer`, async () => {
+      if (running.child.exitCode !== null) throw new Error(`broker exited with ${running.child.exitCode}`)
+      return await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) }).then(response => response.ok, () => false)
+    }, { timeout: options.timeoutMs ?? 20_000, interval: 100 })
+  } catch (err) {
+    await running.stop('SIGKILL')
+    throw new Error(`broker did not become healthy (${(err as Error).message}): ${running.stderr.join('\n')}`)
   }
   return { ...running, url, port }
 }

@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
 import { freePort } from './ports.js'
+import { waitFor } from './wait.js'
 
 export interface SpawnedRedis {
   readonly url: string
@@ -16,19 +17,14 @@ export function hasRedisServerBinary (): boolean {
   return spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0
 }
 
-async function waitForPort (port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const ok = await new Promise<boolean>(resolve => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => { socket.write('PING\r\n') })
-      socket.once('data', data => { socket.destroy(); resolve(data.toString().startsWith('+PONG')) })
-      socket.once('error', () => { socket.destroy(); resolve(false) })
-    })
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${port} within ${timeoutMs} ms`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
+/** One PING on a fresh connection: true once redis-server answers PONG. */
+async function answersPing (port: number): Promise<boolean> {
+  return await new Promise<boolean>(resolve => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => { socket.write('PING\r\n') })
+    socket.once('data', data => { socket.destroy(); resolve(data.toString().startsWith('+PONG')) })
+    socket.once('error', () => { socket.destroy(); resolve(false) })
+  })
 }
 
 /** Spawns a throwaway `redis-server` on a free loopback port, keeping nothing on disk. */
@@ -37,7 +33,7 @@ export async function spawnRedisServer (fixedPort?: number): Promise<SpawnedRedi
   let child: ChildProcess | undefined
   const start = async (): Promise<void> => {
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: 'ignore' })
-    await waitForPort(port, 10_000)
+    await waitFor(`redis-server to answer on port ${port}`, async () => await answersPing(port), { timeout: 10_000, interval: 50 })
   }
   const terminate = async (signal: NodeJS.Signals): Promise<void> => {
     const running = child

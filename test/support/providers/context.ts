@@ -3,12 +3,11 @@
  * so defaults such as timeout_ms apply) and a ProviderContext with an injected clock and a logger whose
  * lines are captured for assertions.
  */
-import type { Logger } from 'pino'
 import { CredentialSchema, type CredentialConfig } from '../../../src/config.js'
 import type { ProviderKind } from '../../../src/providers/catalog.js'
-import { createLogger } from '../../../src/observability/logger.js'
 import { type ProviderContext } from '../../../src/providers/types.js'
 import { ProviderError } from '../../../src/errors.js'
+import { captureLogs, type CapturedLogs } from '../logs.js'
 
 /** A fixed, realistic instant (2023-11-14T22:13:20Z) so expiry arithmetic is easy to read in tests. */
 export const fixedNow = 1_700_000_000_000
@@ -24,33 +23,14 @@ export function testCredential (provider: ProviderKind, overrides: Record<string
   })
 }
 
-export interface CapturedLog {
-  /** Parsed pino lines, oldest first. */
-  readonly lines: Array<Record<string, unknown>>
-  /** The raw text of every line (for "no secret in the logs" assertions). */
-  readonly text: () => string
-  readonly logger: Logger
-}
-
-/** A pino logger with the production options (redaction, error serializer) writing into memory. */
-export function captureLog (): CapturedLog {
-  const raw: string[] = []
-  const logger = createLogger('debug', { write: (line: string) => { raw.push(line) } })
-  return {
-    get lines () { return raw.map(line => JSON.parse(line) as Record<string, unknown>) },
-    text: () => raw.join(''),
-    logger
-  }
-}
-
 /** A ProviderContext with a clock returning `now` (a number or a function) and a captured log. */
-export function testContext (credential: CredentialConfig, options: { now?: number | (() => number), signal?: AbortSignal } = {}): ProviderContext & { captured: CapturedLog } {
-  const captured = captureLog()
+export function testContext (credential: CredentialConfig, options: { now?: number | (() => number), signal?: AbortSignal } = {}): ProviderContext & { captured: CapturedLogs } {
+  const captured = captureLogs()
   const now = options.now ?? fixedNow
   return {
     credential,
     now: typeof now === 'function' ? now : () => now,
-    log: captured.logger,
+    log: captured.log,
     signal: options.signal,
     captured
   }

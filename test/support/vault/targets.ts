@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { startVaultStandIn, type VaultStandIn } from './stand-in.js'
-import { startTcpProxy, type TcpProxy } from './tcp-proxy.js'
+import { startTcpProxy, type TcpProxy } from '../tcp-proxy.js'
 
 /**
  * A Vault the secret-source contract runs against: the stand-in, or a real Vault (VAULT_ADDR, or a
@@ -136,7 +136,7 @@ async function vaultApi (addr: string, token: string, method: string, path: stri
 async function realTarget (label: string, upstream: string, admin: string, unsealKey: string | undefined, onClose: () => Promise<void>): Promise<VaultTarget> {
   const url = new URL(upstream)
   const proxy: TcpProxy | undefined = url.protocol === 'http:'
-    ? await startTcpProxy(url.hostname, Number(url.port === '' ? 80 : url.port))
+    ? await startTcpProxy({ host: url.hostname, port: Number(url.port === '' ? 80 : url.port) })
     : undefined
   const addr = proxy === undefined ? upstream : `http://127.0.0.1:${proxy.port}`
   const api = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => await vaultApi(upstream, admin, method, path, body)
@@ -191,9 +191,9 @@ async function realTarget (label: string, upstream: string, admin: string, unsea
     },
     stop: async () => {
       if (proxy === undefined) throw new Error('stop() needs an http:// Vault (TLS cannot be proxied to 127.0.0.1)')
-      await proxy.stop()
+      await proxy.refuse()
     },
-    start: async () => { await proxy?.start() },
+    start: async () => { await proxy?.accept() },
     standIn: undefined,
     async close () {
       await proxy?.close()

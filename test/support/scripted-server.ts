@@ -15,9 +15,9 @@ export interface ScriptedServer {
 }
 
 /**
- * A loopback HTTP server answering with whatever the test scripts: for faults the stand-in does not model
- * (bodies of the wrong shape, a 500 that echoes the request, a server that never answers). Returning
- * 'hang' from the handler leaves the request open until close().
+ * A loopback HTTP server answering with whatever the test scripts: for what no stand-in models (bodies of
+ * the wrong shape, a 500 that echoes the request, a gateway page, a server that never answers). The
+ * handler gets each request with its body read; returning 'hang' leaves it open until close().
  */
 export async function startScriptedServer (handler: (request: ScriptedRequest, res: ServerResponse) => void | 'hang'): Promise<ScriptedServer> {
   const requests: ScriptedRequest[] = []
@@ -49,7 +49,7 @@ export async function startScriptedServer (handler: (request: ScriptedRequest, r
   }
 }
 
-/** Writes a JSON reply the way Vault does. */
+/** Writes a JSON reply with its content length, the way Vault does. */
 export function sendJson (res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body)
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
