@@ -57,6 +57,49 @@ export function jwtExpiryMs (token: string, nowMs: number): number | undefined {
   return expMs
 }
 
+/** Where a stated lifetime came from, for the error that refuses it (never the value: it may be a token). */
+export interface LifetimeSource {
+  operation: string
+  field: string
+  status: number
+  correlationId?: string | undefined
+}
+
+/**
+ * The one reading of a lifetime a provider states: undefined when the field is absent (the adapter then
+ * uses the configured or documented lifetime); the seconds when it is a positive number (or numeric string)
+ * of at most a year; anything else present — null, 0, negative, not a number, absurdly long — is a bad
+ * answer, never a guessed lifetime (a guess could hand out a token the provider already considers expired).
+ */
+export function statedLifetimeSeconds (value: unknown, source: LifetimeSource): number | undefined {
+  if (value === undefined) return undefined
+  const seconds = parseLifetimeSeconds(value)
+  if (seconds === undefined) {
+    throw new ProviderError('bad-response', `${source.operation}: HTTP ${source.status} with an unusable ${source.field}`, { status: source.status, correlationId: source.correlationId })
+  }
+  return seconds
+}
+
+/**
+ * The `exp` of a token that is a JWT, as epoch ms: undefined when it is no JWT or has no `exp`; an `exp`
+ * that is not a number, already past, or more than a year ahead is a bad answer (as statedLifetimeSeconds).
+ */
+export function statedJwtExpiryMs (token: string, nowMs: number, source: LifetimeSource): number | undefined {
+  let exp: unknown
+  try {
+    if (token.split('.').length !== 3) return undefined
+    exp = decodeJwt(token).exp
+  } catch {
+    return undefined // opaque after all
+  }
+  if (exp === undefined) return undefined
+  const expMs = jwtExpiryMs(token, nowMs)
+  if (expMs === undefined || expMs <= nowMs) {
+    throw new ProviderError('bad-response', `${source.operation}: HTTP ${source.status} with a token whose exp is unusable (past, absurd or not a number; check the clock)`, { status: source.status, correlationId: source.correlationId })
+  }
+  return expMs
+}
+
 /** OAuth2 token types are case-insensitive (RFC 6749 §5.1); callers get the canonical "Bearer". */
 export function normalizeTokenType (tokenType: string | undefined): string {
   return tokenType === undefined || tokenType.toLowerCase() === 'bearer' ? 'Bearer' : tokenType

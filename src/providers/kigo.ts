@@ -4,7 +4,7 @@
  * refresh token. Contract: docs/providers.md § Kigo.
  */
 import { z } from 'zod'
-import { endpointUrlOf, grantFor, jwtExpiryMs, requireSecretFields, secretField } from './common.js'
+import { endpointUrlOf, grantFor, requireSecretFields, secretField, statedJwtExpiryMs } from './common.js'
 import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest, type HttpAnswer } from './http.js'
 import type { Grant, ProviderContext, SecretData, SessionUser, TokenAdapter, TokenProviderDescriptor, UserSessions } from './types.js'
 import { ProviderError } from '../errors.js'
@@ -45,13 +45,10 @@ async function post (operation: string, path: string, json: unknown, ctx: Provid
  * is the provider's own word on its life and beats the documented lifetime (an inference in
  * docs/providers.md); an `exp` already past is a bad answer (a clock problem).
  */
-function sessionGrant (token: string, refreshToken: string | undefined, obtainedAt: number, lifetimeSeconds: number, operation: string, status: number): Grant {
-  const expMs = jwtExpiryMs(token, obtainedAt)
-  if (expMs === undefined) return grantFor({ accessToken: token, refreshToken }, obtainedAt, lifetimeSeconds)
-  if (expMs <= obtainedAt) {
-    throw new ProviderError('bad-response', `${operation}: HTTP ${status} with a token whose exp is already past (check the clock)`, { status })
-  }
-  return { ...grantFor({ accessToken: token, refreshToken }, obtainedAt, 0), expiresAt: expMs }
+function sessionGrant (token: string, refreshToken: string | undefined, obtainedAt: number, lifetimeSeconds: number, operation: string, status: number): { grant: Grant, fromExp: boolean } {
+  const expMs = statedJwtExpiryMs(token, obtainedAt, { operation, field: 'exp', status })
+  if (expMs === undefined) return { grant: grantFor({ accessToken: token, refreshToken }, obtainedAt, lifetimeSeconds), fromExp: false }
+  return { grant: { ...grantFor({ accessToken: token, refreshToken }, obtainedAt, 0), expiresAt: expMs }, fromExp: true }
 }
 
 /** Creates the Kigo token adapter (the partner token). */
@@ -66,8 +63,8 @@ export function createKigoAdapter (): TokenAdapter {
       const { credential } = ctx
       const { answer, obtainedAt } = await post(operation, '/api/v1/auth/sessions', { api_key: secretField(secret, 'api_key'), partner_id: secretField(secret, 'partner_id') }, ctx, { secret })
       const { token } = parseJsonAnswer(answer, SessionResponseSchema, operation)
-      const grant = sessionGrant(token, undefined, obtainedAt, credential.lifetime_seconds ?? defaultLifetimeSeconds, operation, answer.status)
-      const lifetimeSource = jwtExpiryMs(token, obtainedAt) !== undefined ? 'jwt-exp' : credential.lifetime_seconds === undefined ? 'documented' : 'configured'
+      const { grant, fromExp } = sessionGrant(token, undefined, obtainedAt, credential.lifetime_seconds ?? defaultLifetimeSeconds, operation, answer.status)
+      const lifetimeSource = fromExp ? 'jwt-exp' : credential.lifetime_seconds === undefined ? 'documented' : 'configured'
       ctx.log.info({ credentialId: credential.id, lifetimeSource }, 'kigo token minted')
       return grant
     }
@@ -90,7 +87,7 @@ export function createKigoUserSessions (): UserSessions {
       const { answer, obtainedAt } = await post(operation, '/api/v1/auth/sessions/accounts', body, ctx, { headers: { authorization: `Bearer ${partnerToken}` }, secret: { partnerToken, email: user.user_email } })
       const session = parseJsonAnswer(answer, UserSessionResponseSchema, operation)
       ctx.log.info({ credentialId: ctx.credential.id }, 'kigo user session created')
-      return sessionGrant(session.token, session.refresh_token, obtainedAt, ctx.credential.user_sessions.lifetime_seconds, operation, answer.status)
+      return sessionGrant(session.token, session.refresh_token, obtainedAt, ctx.credential.user_sessions.lifetime_seconds, operation, answer.status).grant
     },
     refresh: async (grant: Grant, ctx: ProviderContext): Promise<Grant> => {
       const operation = 'kigo user session refresh'
@@ -98,7 +95,7 @@ export function createKigoUserSessions (): UserSessions {
       const { answer, obtainedAt } = await post(operation, '/api/v1/auth/sessions/accounts/refresh', { refresh_token: grant.refreshToken }, ctx, { secret: { refreshToken: grant.refreshToken } })
       const session = parseJsonAnswer(answer, UserSessionResponseSchema, operation)
       ctx.log.info({ credentialId: ctx.credential.id }, 'kigo user session refreshed')
-      return sessionGrant(session.token, session.refresh_token, obtainedAt, ctx.credential.user_sessions.lifetime_seconds, operation, answer.status)
+      return sessionGrant(session.token, session.refresh_token, obtainedAt, ctx.credential.user_sessions.lifetime_seconds, operation, answer.status).grant
     }
   }
 }

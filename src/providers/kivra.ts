@@ -3,11 +3,10 @@
  * ("refresh" = mint again). Contract: docs/providers.md § Kivra.
  */
 import { z } from 'zod'
-import { endpointUrlOf, grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
+import { endpointUrlOf, grantFor, requireSecretFields, secretField, statedLifetimeSeconds } from './common.js'
 import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest } from './http.js'
 import type { Grant, ProviderContext, SecretData, TokenAdapter, TokenProviderDescriptor } from './types.js'
 import { kivraWebhookVerifier } from './webhooks.js'
-import { ProviderError } from '../errors.js'
 
 /** Documented hosts (docs/providers.md § Kivra). */
 const hosts = {
@@ -80,11 +79,8 @@ export function createKivraAdapter (): TokenAdapter {
       }
 
       const token = parseJsonAnswer(answer, TokenResponseSchema, operation, correlationId)
-      let lifetimeSeconds = parseLifetimeSeconds(token.expires_in)
+      let lifetimeSeconds = statedLifetimeSeconds(token.expires_in, { operation, field: 'expires_in', status: answer.status, correlationId })
       if (lifetimeSeconds === undefined) {
-        if (token.expires_in !== undefined) {
-          throw new ProviderError('bad-response', `${operation}: HTTP ${answer.status} with an unusable expires_in`, { status: answer.status, correlationId })
-        }
         lifetimeSeconds = credential.lifetime_seconds ?? defaultLifetimeSeconds
         ctx.log.warn({ credentialId: credential.id, correlationId, lifetimeSeconds }, 'kivra answer has no expires_in; using the configured or documented lifetime')
       }

@@ -3,7 +3,7 @@
  * `GET /data/v1/refresh` with the current token. Contract: docs/providers.md § Klavi.
  */
 import { z } from 'zod'
-import { endpointUrlOf, grantFor, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
+import { endpointUrlOf, grantFor, requireSecretFields, secretField, statedLifetimeSeconds } from './common.js'
 import { failureFromAnswer, parseJsonAnswer, readErrorBody, sendRequest, type HttpAnswer } from './http.js'
 import type { Grant, ProviderContext, SecretData, TokenAdapter, TokenProviderDescriptor } from './types.js'
 import { klaviWebhookVerifier } from './webhooks.js'
@@ -21,7 +21,7 @@ const secretFields = ['accessKey', 'secretKey'] as const
 
 const TokenResponseSchema = z.object({
   accessToken: z.string().min(1),
-  // "Documented as a string but shown as a number" (docs/providers.md): parsed by parseLifetimeSeconds.
+  // "Documented as a string but shown as a number" (docs/providers.md): read by statedLifetimeSeconds.
   expireIn: z.unknown().optional()
 })
 
@@ -48,15 +48,10 @@ export function createKlaviAdapter (): TokenAdapter {
 
   function toGrant (answer: HttpAnswer, operation: string, obtainedAt: number, ctx: ProviderContext): Grant {
     const token = parseJsonAnswer(answer, TokenResponseSchema, operation)
-    let lifetimeSeconds = parseLifetimeSeconds(token.expireIn)
+    let lifetimeSeconds = statedLifetimeSeconds(token.expireIn, { operation, field: 'expireIn', status: answer.status })
     if (lifetimeSeconds === undefined) {
       lifetimeSeconds = ctx.credential.lifetime_seconds ?? defaultLifetimeSeconds
-      ctx.log.warn({
-        credentialId: ctx.credential.id,
-        operation,
-        expireIn: token.expireIn === undefined ? 'missing' : 'invalid',
-        lifetimeSeconds
-      }, 'klavi expireIn missing or invalid; using the configured or documented lifetime')
+      ctx.log.warn({ credentialId: ctx.credential.id, operation, lifetimeSeconds }, 'klavi answer has no expireIn; using the configured or documented lifetime')
     }
     return grantFor({ accessToken: token.accessToken }, obtainedAt, lifetimeSeconds)
   }

@@ -4,7 +4,7 @@
  * endpoint is all a client credentials client needs, and it keeps startup free of network calls).
  */
 import * as oauth from 'oauth4webapi'
-import { grantFor, jwtExpiryMs, parseLifetimeSeconds, requireSecretFields, secretField } from './common.js'
+import { grantFor, requireSecretFields, secretField, statedJwtExpiryMs, statedLifetimeSeconds } from './common.js'
 import { kindForStatus, parseRetryAfter, safeText } from './http.js'
 import type { Grant, ProviderContext, SecretData, TokenAdapter, TokenProviderDescriptor } from './types.js'
 import { ProviderError } from '../errors.js'
@@ -83,16 +83,17 @@ export function createOAuth2Adapter (): TokenAdapter {
         throw processingFailure(err, operation, response.status, secret)
       }
 
-      let lifetimeSeconds = parseLifetimeSeconds(token.expires_in)
+      const source = { operation, status: response.status }
+      let lifetimeSeconds = statedLifetimeSeconds(token.expires_in, { ...source, field: 'expires_in' })
       if (lifetimeSeconds === undefined) {
         // expires_in is only RECOMMENDED (RFC 6749 §5.1): a JWT's exp, then configuration, then a default.
-        const expMs = jwtExpiryMs(token.access_token, obtainedAt)
-        if (expMs !== undefined && expMs > obtainedAt) {
+        const expMs = statedJwtExpiryMs(token.access_token, obtainedAt, { ...source, field: 'exp' })
+        if (expMs !== undefined) {
           ctx.log.info({ credentialId: credential.id, lifetimeSource: 'jwt-exp' }, 'oauth2 token minted')
           return { ...grantFor({ accessToken: token.access_token, tokenType: token.token_type, scope: token.scope ?? credential.scope }, obtainedAt, 0), expiresAt: expMs }
         }
         lifetimeSeconds = credential.lifetime_seconds ?? defaultLifetimeSeconds
-        ctx.log.warn({ credentialId: credential.id, lifetimeSeconds }, 'oauth2 answer has no usable expires_in; using the configured or default lifetime')
+        ctx.log.warn({ credentialId: credential.id, lifetimeSeconds }, 'oauth2 answer has no expires_in; using the configured or default lifetime')
       }
       ctx.log.info({ credentialId: credential.id, lifetimeSource: 'expires_in' }, 'oauth2 token minted')
       return grantFor({ accessToken: token.access_token, tokenType: token.token_type, scope: token.scope ?? credential.scope }, obtainedAt, lifetimeSeconds)

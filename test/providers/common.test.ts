@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { jwtExpiryMs, normalizeTokenType, parseLifetimeSeconds, requireSecretFields } from '../../src/providers/common.js'
+import { jwtExpiryMs, normalizeTokenType, parseLifetimeSeconds, requireSecretFields, statedJwtExpiryMs, statedLifetimeSeconds } from '../../src/providers/common.js'
 import { fixedNow } from '../support/providers/context.js'
 import { ProviderError } from '../../src/errors.js'
 
@@ -32,6 +32,28 @@ describe('jwtExpiryMs', () => {
   it('guards against garbage', () => {
     for (const token of ['opaque-token', 'a.b.c', 'a.b', unsignedJwt('not json'), unsignedJwt([1, 2]), unsignedJwt({ exp: 'soon' }), unsignedJwt({ sub: 'x' }), unsignedJwt({ exp: fixedNow + 600_000 })]) {
       expect(jwtExpiryMs(token, fixedNow)).toBeUndefined()
+    }
+  })
+})
+
+describe('statedLifetimeSeconds and statedJwtExpiryMs: absent is a fallback, unusable is a bad answer', () => {
+  const source = { operation: 'x mint', field: 'expires_in', status: 200 }
+  it('reads what is usable and answers undefined for what is absent', () => {
+    expect(statedLifetimeSeconds('3600', source)).toBe(3600)
+    expect(statedLifetimeSeconds(undefined, source)).toBeUndefined()
+    expect(statedJwtExpiryMs('opaque-token', fixedNow, source)).toBeUndefined()
+    expect(statedJwtExpiryMs(unsignedJwt({ sub: 'x' }), fixedNow, source)).toBeUndefined()
+    expect(statedJwtExpiryMs(unsignedJwt({ exp: fixedNow / 1000 + 60 }), fixedNow, source)).toBe(fixedNow + 60_000)
+  })
+
+  it('refuses every present but unusable value with a bad-response naming the field, never the value', () => {
+    for (const value of [0, -5, '', 'soon', 10 ** 12, true, {}, null]) {
+      let caught: unknown
+      try { statedLifetimeSeconds(value, source) } catch (err) { caught = err }
+      expect(caught).toMatchObject({ kind: 'bad-response', status: 200, message: 'x mint: HTTP 200 with an unusable expires_in' })
+    }
+    for (const exp of ['soon', fixedNow / 1000 - 1, fixedNow * 1000]) {
+      expect(() => statedJwtExpiryMs(unsignedJwt({ exp }), fixedNow, source)).toThrow(ProviderError)
     }
   })
 })

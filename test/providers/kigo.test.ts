@@ -53,11 +53,12 @@ describe('kigo adapter', () => {
       expect(grant.expiresAt).toBe(fixedNow + 1_200_000)
     })
 
-    it('ignores a garbage exp (a string, or milliseconds by mistake) and uses the configured lifetime', async () => {
+    it('refuses a garbage exp (a string, or milliseconds by mistake) as a bad answer, never a guessed lifetime', async () => {
       for (const value of ['tomorrow', fixedNow + 600_000, { at: 5 }]) {
         kigo.setFault({ kind: 'malformed-lifetime', value }, { times: 1 })
-        const grant = await adapter.mint(kigo.secret, testContext(credential()))
-        expect(grant.expiresAt).toBe(fixedNow + 1_800_000)
+        const err = await providerError(adapter.mint(kigo.secret, testContext(credential())))
+        expect(err).toMatchObject({ kind: 'bad-response', status: 200 })
+        expect(err.message).toContain('exp')
       }
     })
 

@@ -49,16 +49,15 @@ describe('klavi adapter', () => {
       const ctx = testContext(credential())
       const grant = await adapter.mint(klavi.secret, ctx)
       expect(grant.expiresAt).toBe(fixedNow + 1_800_000)
-      expect(ctx.captured.entries().find(l => l.level === 40)).toMatchObject({ credentialId: 'klavi-test', expireIn: 'missing', lifetimeSeconds: 1800 })
+      expect(ctx.captured.entries().find(l => l.level === 40)).toMatchObject({ credentialId: 'klavi-test', lifetimeSeconds: 1800, msg: 'klavi answer has no expireIn; using the configured or documented lifetime' })
     })
 
-    it('uses lifetime_seconds and warns when expireIn is garbage', async () => {
-      for (const value of ['soon', '18OO', -5, 0, true, '']) {
+    it('refuses an expireIn that is present but unusable as a bad answer, never a guessed lifetime', async () => {
+      for (const value of ['soon', '18OO', -5, 0, true, '', 10 ** 12]) {
         klavi.setFault({ kind: 'malformed-lifetime', value }, { times: 1 })
-        const ctx = testContext(credential({ lifetime_seconds: 900 }))
-        const grant = await adapter.mint(klavi.secret, ctx)
-        expect(grant.expiresAt).toBe(fixedNow + 900_000)
-        expect(ctx.captured.entries().find(l => l.level === 40)).toMatchObject({ expireIn: 'invalid', lifetimeSeconds: 900 })
+        const err = await providerError(adapter.mint(klavi.secret, testContext(credential({ lifetime_seconds: 900 }))))
+        expect(err).toMatchObject({ kind: 'bad-response', status: 200 })
+        expect(err.message).toContain('expireIn')
       }
     })
 

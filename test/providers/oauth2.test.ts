@@ -119,6 +119,15 @@ describe('oauth2 adapter against the RFC 6749 stand-in', () => {
       expect(await providerError(adapter.mint(as.secret, testContext(credential())))).toMatchObject({ kind: 'bad-response' })
     })
 
+    it('an expires_in of 0, negative or beyond a year is a bad answer, never a guessed hour', async () => {
+      for (const value of [0, -60, 10 ** 12]) {
+        as.setFault({ kind: 'malformed-lifetime', value }, { times: 1 })
+        const err = await providerError(adapter.mint(as.secret, testContext(credential({ lifetime_seconds: 600 }))))
+        // oauth4webapi refuses some of these itself (OAUTH_INVALID_RESPONSE), the adapter the rest.
+        expect(err).toMatchObject({ kind: 'bad-response', status: 200 })
+      }
+    })
+
     it('accepts a numeric-string expires_in', async () => {
       as.setFault({ kind: 'malformed-lifetime', value: '120' }, { times: 1 })
       const grant = await adapter.mint(as.secret, testContext(credential()))
