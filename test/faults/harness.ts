@@ -75,10 +75,10 @@ export async function askToken (processes: readonly BrokerProcess[], index: numb
 }
 
 /**
- * `concurrency` callers spread over the processes that are alive, each asking, pausing `pauseMs`, asking
- * again, until stop() or `maxDurationMs` (a bound, not the plan).
+ * `concurrency` callers spread over the processes that are alive (or those in `only`), each asking with
+ * `minTtl`, pausing `pauseMs`, asking again, until stop() or `maxDurationMs` (a bound, not the plan).
  */
-export function startLoad (processes: readonly BrokerProcess[], credentialId: string, options: { concurrency?: number, pauseMs?: number, maxDurationMs?: number } = {}): Load {
+export function startLoad (processes: readonly BrokerProcess[], credentialId: string, options: { concurrency?: number, pauseMs?: number, maxDurationMs?: number, minTtl?: number, only?: readonly number[] } = {}): Load {
   const answers: Answer[] = []
   const concurrency = options.concurrency ?? 12
   const pauseMs = options.pauseMs ?? 20
@@ -86,10 +86,10 @@ export function startLoad (processes: readonly BrokerProcess[], credentialId: st
   let stopped = false
   const callers = Promise.all(Array.from({ length: concurrency }, async (_, caller) => {
     for (let round = 0; !stopped && Date.now() < deadline; round++) {
-      const live = processes.map((process, index) => ({ process, index })).filter(({ process }) => alive(process))
+      const live = processes.map((process, index) => ({ process, index })).filter(({ process, index }) => alive(process) && (options.only === undefined || options.only.includes(index)))
       if (live.length === 0) break
       const { index } = live[(caller + round) % live.length] as { index: number }
-      answers.push(await askToken(processes, index, credentialId))
+      answers.push(await askToken(processes, index, credentialId, options.minTtl))
       await sleep(pauseMs)
     }
   }))
