@@ -706,7 +706,9 @@ describe('deploy/prometheus/alerts.yaml', () => {
     expect(byName.get('RedisDown')!.expr).toMatch(/credential_broker_redis_up\{embedded="false"\}\s*==\s*0/)
     expect(byName.get('BrokerDegraded')).toMatchObject({ for: '10m' })
     expect(byName.get('BrokerDegraded')!.expr).toMatch(/credential_broker_readiness_state\s*<\s*2/)
-    expect(byName.get('CircuitBreakerOpen')!.expr).toMatch(/max by \(provider, endpoint\) \(credential_broker_circuit_breaker_state\)\s*==\s*2/)
+    // Never closed in 5 minutes (a failing breaker alternates open and half-open between scrapes).
+    expect(byName.get('CircuitBreakerOpen')!.expr).toMatch(/min by \(provider, endpoint\) \(min_over_time\(credential_broker_circuit_breaker_state\[5m\]\)\)\s*>=\s*1/)
+    expect(byName.get('CredentialOnPreviousSecret')).toMatchObject({ for: '5m' })
     expect(byName.get('BrokerAbsent')).toMatchObject({ for: '5m', labels: { severity: 'critical' } })
     expect(byName.get('BrokerAbsent')!.expr).toBe('absent(up{job="credential-broker"} == 1)')
   })
