@@ -65,7 +65,7 @@ export function createKigoAdapter (): TokenAdapter {
       const { token } = parseJsonAnswer(answer, SessionResponseSchema, operation)
       const { grant, fromExp } = sessionGrant(token, undefined, obtainedAt, credential.lifetime_seconds ?? defaultLifetimeSeconds, operation, answer.status)
       const lifetimeSource = fromExp ? 'jwt-exp' : credential.lifetime_seconds === undefined ? 'documented' : 'configured'
-      ctx.log.info({ credentialId: credential.id, lifetimeSource }, 'kigo token minted')
+      ctx.log.info({ lifetimeSource }, 'kigo token minted')
       return grant
     }
   }
@@ -86,7 +86,7 @@ export function createKigoUserSessions (): UserSessions {
       if (user.brand_identifier !== undefined) body.brand_identifier = user.brand_identifier
       const { answer, obtainedAt } = await post(operation, '/api/v1/auth/sessions/accounts', body, ctx, { headers: { authorization: `Bearer ${partnerToken}` }, secret: { partnerToken, email: user.user_email } })
       const session = parseJsonAnswer(answer, UserSessionResponseSchema, operation)
-      ctx.log.info({ credentialId: ctx.credential.id }, 'kigo user session created')
+      ctx.log.info({}, 'kigo user session created')
       return sessionGrant(session.token, session.refresh_token, obtainedAt, ctx.credential.user_sessions.lifetime_seconds, operation, answer.status).grant
     },
     refresh: async (grant: Grant, ctx: ProviderContext): Promise<Grant> => {
@@ -94,7 +94,7 @@ export function createKigoUserSessions (): UserSessions {
       if (grant.refreshToken === undefined) throw new ProviderError('permanent', `${operation}: the session has no refresh token`)
       const { answer, obtainedAt } = await post(operation, '/api/v1/auth/sessions/accounts/refresh', { refresh_token: grant.refreshToken }, ctx, { secret: { refreshToken: grant.refreshToken } })
       const session = parseJsonAnswer(answer, UserSessionResponseSchema, operation)
-      ctx.log.info({ credentialId: ctx.credential.id }, 'kigo user session refreshed')
+      ctx.log.info({}, 'kigo user session refreshed')
       return sessionGrant(session.token, session.refresh_token, obtainedAt, ctx.credential.user_sessions.lifetime_seconds, operation, answer.status).grant
     }
   }

@@ -82,9 +82,9 @@ export function createKivraAdapter (): TokenAdapter {
       let lifetimeSeconds = statedLifetimeSeconds(token.expires_in, { operation, field: 'expires_in', status: answer.status, correlationId })
       if (lifetimeSeconds === undefined) {
         lifetimeSeconds = credential.lifetime_seconds ?? defaultLifetimeSeconds
-        ctx.log.warn({ credentialId: credential.id, correlationId, lifetimeSeconds }, 'kivra answer has no expires_in; using the configured or documented lifetime')
+        ctx.log.warn({ correlationId, lifetimeSeconds }, 'kivra answer has no expires_in; using the configured or documented lifetime')
       }
-      ctx.log.info({ credentialId: credential.id, correlationId }, 'kivra token minted')
+      ctx.log.info({ correlationId }, 'kivra token minted')
       return grantFor({ accessToken: token.access_token, tokenType: token.token_type, scope: token.scope ?? credential.scope }, obtainedAt, lifetimeSeconds)
     }
   }

@@ -51,7 +51,7 @@ export function createKlaviAdapter (): TokenAdapter {
     let lifetimeSeconds = statedLifetimeSeconds(token.expireIn, { operation, field: 'expireIn', status: answer.status })
     if (lifetimeSeconds === undefined) {
       lifetimeSeconds = ctx.credential.lifetime_seconds ?? defaultLifetimeSeconds
-      ctx.log.warn({ credentialId: ctx.credential.id, operation, lifetimeSeconds }, 'klavi answer has no expireIn; using the configured or documented lifetime')
+      ctx.log.warn({ operation, lifetimeSeconds }, 'klavi answer has no expireIn; using the configured or documented lifetime')
     }
     return grantFor({ accessToken: token.accessToken }, obtainedAt, lifetimeSeconds)
   }
@@ -69,7 +69,7 @@ export function createKlaviAdapter (): TokenAdapter {
     const { answer, obtainedAt } = await call(operation, { method: 'POST', path: '/data/v1/auth', json: { accessKey: secretField(secret, 'accessKey'), secretKey: secretField(secret, 'secretKey') } }, ctx)
     if (answer.status < 200 || answer.status > 299) throw failure(answer, operation, secret, ctx)
     const grant = toGrant(answer, operation, obtainedAt, ctx)
-    ctx.log.info({ credentialId: ctx.credential.id }, 'klavi token minted')
+    ctx.log.info({}, 'klavi token minted')
     return grant
   }
 
@@ -77,7 +77,7 @@ export function createKlaviAdapter (): TokenAdapter {
     requireSecretFields('klavi', secret, secretFields)
     // An expired token cannot be refreshed (Klavi answers 401); skip the round trip.
     if (grant.expiresAt <= ctx.now()) {
-      ctx.log.info({ credentialId: ctx.credential.id, reason: 'expired' }, 'klavi refresh not possible; minting a new token')
+      ctx.log.info({ reason: 'expired' }, 'klavi refresh not possible; minting a new token')
       return await mint(secret, ctx)
     }
     const operation = 'klavi refresh'
@@ -85,12 +85,12 @@ export function createKlaviAdapter (): TokenAdapter {
     // "If refresh answers 401, fall back to /auth" (docs/providers.md): the token is invalid or expired on
     // Klavi's side, which says nothing about the client secret.
     if (answer.status === 401) {
-      ctx.log.info({ credentialId: ctx.credential.id, reason: 'refresh-rejected' }, 'klavi refresh not possible; minting a new token')
+      ctx.log.info({ reason: 'refresh-rejected' }, 'klavi refresh not possible; minting a new token')
       return await mint(secret, ctx)
     }
     if (answer.status < 200 || answer.status > 299) throw failure(answer, operation, { ...secret, accessToken: grant.accessToken }, ctx)
     const renewed = toGrant(answer, operation, obtainedAt, ctx)
-    ctx.log.info({ credentialId: ctx.credential.id }, 'klavi token refreshed')
+    ctx.log.info({}, 'klavi token refreshed')
     return renewed
   }
 

@@ -89,13 +89,13 @@ export function createOAuth2Adapter (): TokenAdapter {
         // expires_in is only RECOMMENDED (RFC 6749 §5.1): a JWT's exp, then configuration, then a default.
         const expMs = statedJwtExpiryMs(token.access_token, obtainedAt, { ...source, field: 'exp' })
         if (expMs !== undefined) {
-          ctx.log.info({ credentialId: credential.id, lifetimeSource: 'jwt-exp' }, 'oauth2 token minted')
+          ctx.log.info({ lifetimeSource: 'jwt-exp' }, 'oauth2 token minted')
           return { ...grantFor({ accessToken: token.access_token, tokenType: token.token_type, scope: token.scope ?? credential.scope }, obtainedAt, 0), expiresAt: expMs }
         }
         lifetimeSeconds = credential.lifetime_seconds ?? defaultLifetimeSeconds
-        ctx.log.warn({ credentialId: credential.id, lifetimeSeconds }, 'oauth2 answer has no expires_in; using the configured or default lifetime')
+        ctx.log.warn({ lifetimeSeconds }, 'oauth2 answer has no expires_in; using the configured or default lifetime')
       }
-      ctx.log.info({ credentialId: credential.id, lifetimeSource: 'expires_in' }, 'oauth2 token minted')
+      ctx.log.info({ lifetimeSource: 'expires_in' }, 'oauth2 token minted')
       return grantFor({ accessToken: token.access_token, tokenType: token.token_type, scope: token.scope ?? credential.scope }, obtainedAt, lifetimeSeconds)
     }
   }

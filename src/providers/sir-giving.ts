@@ -45,7 +45,7 @@ export function createSirGivingAdapter (): SigningAdapter {
       const legacy = hmacSecret === undefined || hmacSecret === ''
       if (legacy && !warnedLegacy.has(ctx.credential.id)) {
         warnedLegacy.add(ctx.credential.id)
-        ctx.log.warn({ credentialId: ctx.credential.id }, 'sir-giving secret has no hmacSecret; signing with secretKey (legacy keys)')
+        ctx.log.warn({}, 'sir-giving secret has no hmacSecret; signing with secretKey (legacy keys)')
       }
       // Signed at call time: the server accepts ±5 minutes and every retry needs a fresh timestamp.
       const timestamp = String(Math.floor(ctx.now() / 1000))

@@ -30,7 +30,8 @@ export function testContext (credential: CredentialConfig, options: { now?: numb
   return {
     credential,
     now: typeof now === 'function' ? now : () => now,
-    log: captured.log,
+    // The engine hands adapters a child bound to the credential id (minter.ts); so does this context.
+    log: captured.log.child({ credentialId: credential.id }),
     signal: options.signal,
     captured
   }
