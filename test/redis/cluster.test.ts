@@ -52,6 +52,7 @@ describe.runIf(topologyTestsCanRun())('Redis Cluster: 3 masters with a replica e
         const store = await opened.open()
         for (const key of keys) {
           const lease = await store.acquireLease(key, 10_000) as Lease
+          expect(await store.renewLease(lease, 10_000)).toBe(true)
           expect(await store.putGrant(lease, makeGrant())).toBe(true)
           expect(await store.get(key)).not.toBeNull()
           expect(await store.leaseRemainingMs(key)).toBeGreaterThan(0)
