@@ -11,6 +11,7 @@ const DependencySchema = z.object({
 
 const ReadinessSchema = z.object({
   status: z.enum(['ready', 'degraded', 'not_ready']),
+  reason: z.string().optional().describe('why the replica is degraded or not ready (absent when ready)'),
   checks: z.object({
     store: DependencySchema,
     secrets: DependencySchema,
@@ -38,6 +39,7 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     const health = await app.broker.health()
     return await reply.code(health.state === 'not_ready' ? 503 : 200).header('cache-control', 'no-store').send({
       status: health.state,
+      reason: health.reason,
       checks: {
         store: { kind: health.store.kind, state: health.store.state, detail: health.store.detail, embedded: health.store.kind === 'memory' },
         secrets: { kind: health.secrets.kind, state: health.secrets.state, detail: health.secrets.detail, embedded: health.secrets.kind === 'file' },
