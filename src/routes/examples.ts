@@ -65,18 +65,14 @@ const signingStatus = {
 } satisfies z.output<typeof CredentialStatusSchema>
 
 const failingStatus = {
+  ...freshStatus,
   id: 'klavi-sandbox',
   provider: 'klavi',
-  environment: 'sandbox',
-  kind: 'token',
   state: 'stale',
   expires_at: '2026-05-04T10:02:40.000Z',
   obtained_at: '2026-05-04T09:47:40.000Z',
   next_refresh_at: '2026-05-04T10:00:12.000Z',
   secret_version: 1,
-  secret_rolled_back: false,
-  scoped_grants: 0,
-  user_sessions_cached: 0,
   consecutive_failures: 2,
   last_error: { kind: 'transient', at: '2026-05-04T09:59:41.000Z' }
 } satisfies z.output<typeof CredentialStatusSchema>
