@@ -50,6 +50,8 @@ export interface AnswerDoc {
 export interface OperationDocs {
   access: Access
   answers: Record<number, AnswerDoc>
+  /** An example request body (routes with a body). */
+  requestExample?: unknown
 }
 
 export interface OperationSpec {
@@ -60,6 +62,7 @@ export interface OperationSpec {
   access: Access
   description?: string
   answers?: Record<number, AnswerDoc>
+  requestExample?: unknown
 }
 
 /** The OpenAPI part of a route's schema: spread it into `schema` next to params, body and response. */
@@ -71,7 +74,7 @@ export function operation (spec: OperationSpec): Pick<FastifySchema, 'operationI
     ...(spec.description === undefined ? {} : { description: spec.description }),
     // An empty list says "no authentication" explicitly (health, readiness, metrics, docs).
     security: spec.access === 'open' ? [] : [{ bearer: [] }],
-    openapiDocs: { access: spec.access, answers: spec.answers ?? {} }
+    openapiDocs: { access: spec.access, answers: spec.answers ?? {}, requestExample: spec.requestExample }
   }
 }
 
@@ -146,7 +149,9 @@ export function documentTransform (input: TransformInput): TransformOutput {
   const statuses = new Set([...Object.keys(routeResponses), ...Object.keys(docs.answers)])
   const response = Object.fromEntries([...statuses].sort().map(status => [status,
     documentAnswer(Number(status), transformedResponses[status], routeResponses[status], docs.answers[Number(status)] ?? {}, docs.access)]))
-  return { ...result, schema: { ...rest, response } }
+  // @fastify/swagger turns a body schema's one `examples` entry into the request's media example.
+  const body = docs.requestExample !== undefined && typeof rest.body === 'object' && rest.body !== null ? { ...rest.body, examples: [docs.requestExample] } : rest.body
+  return { ...result, schema: { ...rest, ...(body === undefined ? {} : { body }), response } }
 }
 
 

@@ -27,6 +27,14 @@ export const userSessionExample = {
   expires_in: 3542
 } satisfies z.output<typeof UserSessionSchema>
 
+/** Request bodies. */
+export const requestExamples = {
+  userSession: { external_user_id: 'user-4711', user_email: 'ada@example.com', external_program_id: 'program-12' },
+  rejection: { access_token: tokenExample.access_token },
+  signature: { method: 'POST', path: '/v1/partner/donations?currency=GBP', body_sha256: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08' },
+  webhook: { headers: { 'x-signature': 't=1777889467,v1=5d41402abc4b2a76b9719d911017c592ae4f0b3c9e1a2b7f8d6c5e4a3b2c1d0e' }, body: '{"event":"donation.created","id":"evt_123"}', body_encoding: 'utf8' }
+}
+
 export const signatureExample = {
   headers: {
     'X-Partner-Key': 'sk_test_example',

@@ -6,7 +6,7 @@
 import { operation } from './docs.js'
 import {
   adminListExample, credentialListExample, forcedRefreshExample, metricsExample, notReadyExample, readinessExamples,
-  signatureExample, tokenExample, userSessionExample, webhookInvalidExample, webhookValidExample
+  requestExamples, signatureExample, tokenExample, userSessionExample, webhookInvalidExample, webhookValidExample
 } from './examples.js'
 
 /** Answers that carry a token: never cached (RFC 6749 §5.1). */
@@ -41,18 +41,22 @@ export const credentialDocs = {
   }),
   createUserSession: operation({
     id: 'createUserSession', summary: 'A Kigo user-level session, made with the credential\'s partner token and cached per external_user_id', tag: 'tokens', access: 'caller',
+    requestExample: requestExamples.userSession,
     answers: { 200: { description: 'The user session', example: userSessionExample, headers: tokenHeaders } }
   }),
   reportTokenRejection: operation({
     id: 'reportTokenRejection', summary: 'Report that the provider rejected a token: one deduplicated refresh, answers the new token', tag: 'tokens', access: 'caller',
+    requestExample: requestExamples.rejection,
     answers: { 200: { description: 'The new token', example: tokenExample, headers: tokenHeaders } }
   }),
   signRequest: operation({
     id: 'signRequest', summary: 'SIR Giving signature headers for one request (fresh timestamp each call)', tag: 'signing', access: 'caller',
+    requestExample: requestExamples.signature,
     answers: { 200: { description: 'Headers to send with the request', example: signatureExample, headers: ['cache-control'] } }
   }),
   verifyWebhook: operation({
     id: 'verifyWebhook', summary: 'Verify a provider webhook signature with the secret the broker holds', tag: 'webhooks', access: 'caller',
+    requestExample: requestExamples.webhook,
     answers: {
       200: {
         description: 'Whether the signature is valid (an invalid one is a 200 with the reason)',
