@@ -154,7 +154,6 @@ export function documentTransform (input: TransformInput): TransformOutput {
   return { ...result, schema: { ...rest, ...(body === undefined ? {} : { body }), response } }
 }
 
-
 interface OpenApiResponse { headers?: Record<string, JsonObject>, content?: Record<string, { examples?: Record<string, unknown> }> }
 type OpenApiPaths = Record<string, Record<string, { responses?: Record<string, OpenApiResponse> }>>
 
