@@ -31,7 +31,7 @@ import { createSecretReader } from './secret-reader.js'
 import { createSharedStore } from './shared-store.js'
 import { createSigner } from './signer.js'
 import { createSingleFlight } from './single-flight.js'
-import { brokerHealth, credentialStatus } from './status.js'
+import { anyGrantStored, brokerHealth, credentialStatus, type Holdings } from './status.js'
 import { createTokenService } from './token-service.js'
 import type { Broker, BrokerDeps } from './types.js'
 
@@ -114,6 +114,14 @@ export function createBroker (deps: BrokerDeps): Broker {
   const signer = createSigner({ table, readSecret, providers, context: minter.context, clock, webhookToleranceSeconds: options.webhookToleranceSeconds ?? 300 })
   const unsubscribe = subscribeToNotices({ table, shared, secrets, flights, adopt, lifecycle, log, observer })
   let started = false
+  const holdings: Holdings = {
+    secretHeld: () => [...table.entries()].some(entry => secrets.peek(entry.config.secret) !== undefined),
+    grantHeld: () => {
+      const now = clock.now()
+      return table.grants().some(state => state.held !== undefined && state.held.expiresAt > now)
+    },
+    grantStored: async () => await anyGrantStored(table.defaultGrants().map(state => state.key), shared, clock.now)
+  }
 
   /**
    * Loads what the store already holds for a grant key, so a restarted replica serves at once and does
@@ -142,7 +150,7 @@ export function createBroker (deps: BrokerDeps): Broker {
     },
 
     async health () {
-      return await brokerHealth(deps, lifecycle, started)
+      return await brokerHealth(deps, lifecycle, started, holdings)
     },
 
     async start () {

@@ -45,6 +45,8 @@ export interface CredentialStatus {
 
 export interface BrokerHealth {
   state: 'ready' | 'degraded' | 'not_ready'
+  /** Why it is not ready (readiness.ts); undefined when ready. */
+  reason?: string | undefined
   store: { kind: 'redis' | 'memory', state: 'up' | 'down', detail?: string | undefined }
   secrets: { kind: 'vault' | 'file', state: 'ok' | 'degraded' | 'down', detail?: string | undefined, authenticated?: boolean | undefined }
 }
@@ -75,6 +77,8 @@ export interface Broker {
 /** What the broker needs of the secret layer (src/secrets/secret-manager.ts). */
 export interface BrokerSecrets {
   get: (path: string) => Promise<SecretValue>
+  /** The held secret without I/O; undefined when the path was never read (readiness). */
+  peek: (path: string) => SecretValue | undefined
   reread: (path: string) => Promise<SecretValue>
   /** The version before `current` (Vault keeps versions; the file source has none). */
   previous: (path: string, current: number) => Promise<PreviousVersion | undefined>

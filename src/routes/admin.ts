@@ -4,9 +4,10 @@ import { z } from 'zod'
 import type { Caller, CredentialConfig } from '../config.js'
 import { fingerprint } from '../broker/grant-identity.js'
 import { descriptorOf } from '../providers/catalog.js'
+import { adminDocs } from './operations.js'
 import { CredentialIdParams, CredentialStatusSchema, problems, toStatusBody } from './schemas.js'
 
-const AdminCredentialSchema = CredentialStatusSchema.extend({
+export const AdminCredentialSchema = CredentialStatusSchema.extend({
   allowed_callers: z.array(z.string()),
   secret_path: z.string(),
   backend_only: z.boolean()
@@ -20,9 +21,7 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
   api.get('/credentials', {
     config: { admin: true },
     schema: {
-      tags: ['admin'],
-      summary: 'Every credential with its state, schedule and last error',
-      security: [{ bearer: [] }],
+      ...adminDocs.listAllCredentials,
       response: { 200: z.object({ credentials: z.array(AdminCredentialSchema) }), ...problems(401, 403, 429, 503) }
     }
   }, async () => {
@@ -38,9 +37,7 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
   api.post('/credentials/:id/refresh', {
     config: { admin: true },
     schema: {
-      tags: ['admin'],
-      summary: 'Refresh a credential now (after a rotation, or to test the provider)',
-      security: [{ bearer: [] }],
+      ...adminDocs.refreshCredential,
       params: CredentialIdParams,
       response: {
         200: z.object({ id: z.string(), expires_at: z.iso.datetime(), obtained_at: z.iso.datetime(), fingerprint: z.string() }),

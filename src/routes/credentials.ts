@@ -7,6 +7,7 @@ import type { Caller, CredentialConfig } from '../config.js'
 import { descriptorOf } from '../providers/catalog.js'
 import type { IssuedToken } from '../broker/types.js'
 import { fingerprint, grantFingerprint, userFingerprint } from '../broker/grant-identity.js'
+import { credentialDocs } from './operations.js'
 import { CredentialIdParams, CredentialStatusSchema, MinTtl, TokenSchema, problems, toStatusBody } from './schemas.js'
 
 const expiryTexts = new WeakMap<IssuedToken['grant'], string>()
@@ -36,11 +37,11 @@ const UserSessionBody = z.strictObject({
   message: 'expected exactly one of external_program_id or brand_identifier'
 })
 
-const UserSessionSchema = z.object({
+export const UserSessionSchema = z.object({
   access_token: z.string(),
   token_type: z.string(),
   expires_at: z.iso.datetime(),
-  expires_in: z.number().int().describe('seconds left at the time of the answer')
+  expires_in: z.number().int().min(0).describe('seconds left at the time of the answer')
 }).meta({ id: 'UserSession' })
 
 const RejectionBody = z.strictObject({
@@ -60,7 +61,7 @@ const WebhookBody = z.strictObject({
   body_encoding: z.enum(['utf8', 'base64']).default('utf8')
 })
 
-const WebhookResultSchema = z.object({
+export const WebhookResultSchema = z.object({
   valid: z.boolean(),
   reason: z.enum(['missing_signature', 'missing_timestamp', 'stale_timestamp', 'bad_signature', 'no_webhook_secret']).optional()
 }).meta({ id: 'WebhookVerification' })
@@ -101,9 +102,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
     // A HEAD would fetch (maybe mint) and audit a token that is never delivered.
     exposeHeadRoute: false,
     schema: {
-      tags: ['tokens'],
-      summary: 'A token with at least min_ttl seconds left',
-      security: [{ bearer: [] }],
+      ...credentialDocs.getToken,
       params: CredentialIdParams,
       querystring: TokenQuery,
       response: { 200: TokenSchema, ...problems(400, 401, 403, 404, 409, 422, 429, 502, 503) }
@@ -116,9 +115,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
 
   api.post('/credentials/:id/user-sessions', {
     schema: {
-      tags: ['tokens'],
-      summary: 'A Kigo user-level session, made with the credential\'s partner token and cached per external_user_id',
-      security: [{ bearer: [] }],
+      ...credentialDocs.createUserSession,
       params: CredentialIdParams,
       querystring: z.object({ min_ttl: MinTtl }),
       body: UserSessionBody,
@@ -140,9 +137,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
 
   api.post('/credentials/:id/token/rejections', {
     schema: {
-      tags: ['tokens'],
-      summary: 'Report that the provider rejected a token: one deduplicated refresh, answers the new token',
-      security: [{ bearer: [] }],
+      ...credentialDocs.reportTokenRejection,
       params: CredentialIdParams,
       body: RejectionBody,
       response: { 200: TokenSchema, ...problems(400, 401, 403, 404, 409, 413, 415, 429, 502, 503) }
@@ -156,9 +151,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
 
   api.post('/credentials/:id/signatures', {
     schema: {
-      tags: ['signing'],
-      summary: 'SIR Giving signature headers for one request (fresh timestamp each call)',
-      security: [{ bearer: [] }],
+      ...credentialDocs.signRequest,
       params: CredentialIdParams,
       body: SignatureBody,
       response: { 200: z.object({ headers: z.record(z.string(), z.string()) }), ...problems(400, 401, 403, 404, 409, 413, 415, 429, 502, 503) }
@@ -176,9 +169,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
 
   api.post('/credentials/:id/webhook-verifications', {
     schema: {
-      tags: ['webhooks'],
-      summary: 'Verify a provider webhook signature with the secret the broker holds',
-      security: [{ bearer: [] }],
+      ...credentialDocs.verifyWebhook,
       params: CredentialIdParams,
       body: WebhookBody,
       response: { 200: WebhookResultSchema, ...problems(400, 401, 403, 404, 409, 413, 415, 429, 503) }
@@ -195,9 +186,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
 
   api.get('/credentials', {
     schema: {
-      tags: ['tokens'],
-      summary: 'The credentials this caller may use, with their status (never secrets)',
-      security: [{ bearer: [] }],
+      ...credentialDocs.listCredentials,
       response: { 200: z.object({ credentials: z.array(CredentialStatusSchema) }), ...problems(401, 429, 503) }
     }
   }, async (request) => {

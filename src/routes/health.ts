@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
+import { healthDocs } from './operations.js'
 
 const DependencySchema = z.object({
   kind: z.string(),
@@ -9,12 +10,13 @@ const DependencySchema = z.object({
   embedded: z.boolean()
 })
 
-const ReadinessSchema = z.object({
+export const ReadinessSchema = z.object({
   status: z.enum(['ready', 'degraded', 'not_ready']),
+  reason: z.string().optional().describe('why the replica is degraded or not ready (absent when ready)'),
   checks: z.object({
     store: DependencySchema,
     secrets: DependencySchema,
-    config: z.object({ credentials: z.number().int(), callers: z.number().int(), example_credentials: z.boolean() })
+    config: z.object({ credentials: z.number().int().min(0), callers: z.number().int().min(0), example_credentials: z.boolean() })
   })
 }).meta({ id: 'Readiness' })
 
@@ -23,21 +25,21 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
   const api = app.withTypeProvider<ZodTypeProvider>()
 
   api.get('/healthz', {
-    schema: { tags: ['operations'], summary: 'Liveness: the process is up', response: { 200: z.object({ status: z.literal('ok') }) } }
+    schema: { ...healthDocs.liveness, response: { 200: z.object({ status: z.literal('ok') }) } }
   }, async (_request, reply) => {
     return await reply.header('cache-control', 'no-store').send({ status: 'ok' as const })
   })
 
   api.get('/readyz', {
     schema: {
-      tags: ['operations'],
-      summary: 'Readiness: 200 when ready or degraded (serving from cache), 503 when not ready',
+      ...healthDocs.readiness,
       response: { 200: ReadinessSchema, 503: ReadinessSchema }
     }
   }, async (_request, reply) => {
     const health = await app.broker.health()
     return await reply.code(health.state === 'not_ready' ? 503 : 200).header('cache-control', 'no-store').send({
       status: health.state,
+      reason: health.reason,
       checks: {
         store: { kind: health.store.kind, state: health.store.state, detail: health.store.detail, embedded: health.store.kind === 'memory' },
         secrets: { kind: health.secrets.kind, state: health.secrets.state, detail: health.secrets.detail, embedded: health.secrets.kind === 'file' },
@@ -47,7 +49,7 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
   })
 
   api.get('/metrics', {
-    schema: { tags: ['operations'], summary: 'Prometheus metrics (text exposition format)', produces: ['text/plain'] }
+    schema: { ...healthDocs.metrics, produces: ['text/plain'] }
   }, async (_request, reply) => {
     const text = await app.metrics.registry.metrics()
     return await reply.header('content-type', app.metrics.registry.contentType).send(text)

@@ -2,26 +2,27 @@ import { z } from 'zod'
 import { errorTable, type ErrorCode } from '../errors.js'
 import { providerKinds } from '../providers/catalog.js'
 import { credentialStates, type CredentialStatus } from '../broker/types.js'
+import { problemExamples } from './examples.js'
 
 /** RFC 9457 problem document, as every error of the API is answered. */
 export const ProblemSchema = z.looseObject({
   type: z.string(),
   title: z.string(),
-  status: z.number().int(),
+  status: z.number().int().min(400).max(599),
   detail: z.string(),
   code: z.enum(Object.keys(errorTable) as [ErrorCode, ...ErrorCode[]]),
   instance: z.string(),
   request_id: z.string(),
-  retry_after: z.number().int().optional(),
+  retry_after: z.number().int().min(1).optional(),
   errors: z.array(z.object({ path: z.string(), message: z.string() })).optional()
 }).meta({ id: 'Problem', description: 'application/problem+json (RFC 9457) with a stable `code`' })
 
 export const problemMediaType = 'application/problem+json'
 
-/** A problem response as OpenAPI sees it: its media type, and which codes this status carries. */
+/** A problem response as OpenAPI sees it: its media type, which codes this status carries, an example of each. */
 export interface ProblemResponse {
   description: string
-  content: { [problemMediaType]: { schema: typeof ProblemSchema } }
+  content: { [problemMediaType]: { schema: typeof ProblemSchema, examples: ReturnType<typeof problemExamples> } }
 }
 
 function problemDescription (status: number): string {
@@ -36,7 +37,7 @@ function problemDescription (status: number): string {
  * picks the serializer by the reply's media type, which the problem handler sets (src/problem.ts).
  */
 export function problems (...statuses: number[]): Record<number, ProblemResponse> {
-  return Object.fromEntries(statuses.map(status => [status, { description: problemDescription(status), content: { [problemMediaType]: { schema: ProblemSchema } } }]))
+  return Object.fromEntries(statuses.map(status => [status, { description: problemDescription(status), content: { [problemMediaType]: { schema: ProblemSchema, examples: problemExamples(status) } } }]))
 }
 
 export const CredentialIdParams = z.object({
@@ -58,7 +59,7 @@ export const TokenSchema = z.object({
   access_token: z.string(),
   token_type: z.string(),
   expires_at: z.iso.datetime(),
-  expires_in: z.number().int().describe('seconds left at the time of the answer'),
+  expires_in: z.number().int().min(0).describe('seconds left at the time of the answer'),
   scope: z.string().optional()
 }).meta({ id: 'Token' })
 
@@ -71,11 +72,11 @@ export const CredentialStatusSchema = z.object({
   expires_at: z.iso.datetime().optional(),
   obtained_at: z.iso.datetime().optional(),
   next_refresh_at: z.iso.datetime().optional(),
-  secret_version: z.number().int().optional(),
+  secret_version: z.number().int().min(1).optional(),
   secret_rolled_back: z.boolean().optional().describe('the held grant was minted with the previous secret version: the provider rejected the current one (secret rollover)'),
-  scoped_grants: z.number().int().optional().describe('scoped grants this replica holds for the credential'),
-  user_sessions_cached: z.number().int().optional().describe('Kigo user sessions this replica keeps in memory (the rest are in Redis)'),
-  consecutive_failures: z.number().int(),
+  scoped_grants: z.number().int().min(0).optional().describe('scoped grants this replica holds for the credential'),
+  user_sessions_cached: z.number().int().min(0).optional().describe('Kigo user sessions this replica keeps in memory (the rest are in Redis)'),
+  consecutive_failures: z.number().int().min(0),
   last_error: z.object({ kind: z.string(), provider_code: z.string().optional(), at: z.iso.datetime() }).optional()
 }).meta({ id: 'CredentialStatus' })
 
