@@ -8,6 +8,7 @@ import { emptyToUndefined, httpUrl, zodProblems } from './config/common.js'
 import { parseCredentialsFile, type Caller, type CallerJwt, type CredentialConfig, type CredentialsFile } from './config/credentials-file.js'
 import { redisConfig, redisTopologyVariables, type RedisConfig } from './config/redis.js'
 import { vaultConfig, type VaultConfig } from './config/vault.js'
+import { parseSecretsFile } from './secrets/secrets-file.js'
 
 export { CallerJwtSchema, CallerSchema, CredentialSchema, CredentialsFileSchema, RefreshPolicySchema, parseCredentialsFile } from './config/credentials-file.js'
 export type { Caller, CallerJwt, CredentialConfig, CredentialsFile, RefreshPolicy } from './config/credentials-file.js'
@@ -130,6 +131,22 @@ function readCredentialsFile (env: Env, cwd: string, production: boolean, proble
 
 
 /**
+ * The secrets file, read once at start so a missing or malformed one is a configuration error (one line
+ * per problem, exit 78) rather than a crash when the secret source starts. Later re-reads (rotation) that
+ * fail only degrade readiness: the secrets already held keep serving.
+ */
+function secretsFileProblems (file: string): string[] {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    return [`SECRETS_FILE: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'}); expected a readable JSON file { "<secret path>": { field: value } }`]
+  }
+  const parsed = parseSecretsFile(text, `SECRETS_FILE: "${file}"`)
+  return 'problems' in parsed ? parsed.problems : []
+}
+
+/**
  * Reads and validates the whole configuration once. Throws a ConfigError listing every problem found,
  * so an operator fixes them all in one go rather than one per restart.
  */
@@ -172,6 +189,7 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
   if (vault === undefined) {
     if (env.SECRETS_FILE !== undefined) secretsFile = resolve(cwd, env.SECRETS_FILE)
     else if (!production) { secretsFile = embeddedSecretsFile; usingExampleSecrets = true }
+    if (secretsFile !== undefined) problems.push(...secretsFileProblems(secretsFile))
   }
 
   if (problems.length > 0) throw new ConfigError(problems)
