@@ -72,6 +72,9 @@ export const EnvSchema = z.object({
   RATE_LIMIT_PER_MINUTE: z.preprocess(emptyToUndefined, z.coerce.number({ error: 'expected a number of requests per minute' })
     .int('expected a whole number of requests per minute').min(1, 'expected at least 1').max(1_000_000_000, 'expected at most 1000000000').default(6000)),
   TOKEN_ENCRYPTION_KEY: optionalString,
+  /** Open HTTP connections this process accepts at once; past it new connections are closed unanswered. */
+  MAX_CONNECTIONS: z.preprocess(emptyToUndefined, z.coerce.number({ error: 'expected a number of connections' })
+    .int('expected a whole number of connections').min(1, 'expected at least 1').max(1_000_000, 'expected at most 1000000').default(10_000)),
   NODE_ENV: optionalString
 })
 export type Env = z.infer<typeof EnvSchema>
@@ -96,6 +99,8 @@ export interface Config {
   readonly secretCheckIntervalSeconds: number
   /** Per-caller requests per minute on the /v1 API (RATE_LIMIT_PER_MINUTE). */
   readonly rateLimitPerMinute: number
+  /** Cap on open HTTP connections (MAX_CONNECTIONS). */
+  readonly maxConnections: number
 }
 
 /** The credentials file: CREDENTIALS_FILE, else ./credentials.yaml, else (outside production) the example. */
@@ -211,7 +216,8 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
     usingExampleSecrets,
     encryptionKey: env.TOKEN_ENCRYPTION_KEY,
     secretCheckIntervalSeconds: env.SECRET_CHECK_INTERVAL_SECONDS,
-    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE
+    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    maxConnections: env.MAX_CONNECTIONS
   })
 }
 
