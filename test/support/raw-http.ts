@@ -28,9 +28,10 @@ export function parseRawAnswer (text: string): Pick<RawAnswer, 'status' | 'heade
 
 /**
  * Opens a TCP connection, lets `write` send bytes (at once or slowly), and collects what comes back until
- * the server closes the connection, a whole answer with a Content-Length has arrived, or `waitMs` passes. For requests no HTTP client library would send.
+ * the server closes the connection, a whole answer with a Content-Length has arrived (unless `untilClose`),
+ * or `waitMs` passes. For requests no HTTP client library would send.
  */
-export async function rawExchange (port: number, write: string | ((socket: Socket) => void), waitMs = 5000): Promise<RawAnswer> {
+export async function rawExchange (port: number, write: string | ((socket: Socket) => void), waitMs = 5000, options: { untilClose?: boolean } = {}): Promise<RawAnswer> {
   return await new Promise(resolve => {
     const socket = connect(port, '127.0.0.1')
     let text = ''
@@ -48,7 +49,7 @@ export async function rawExchange (port: number, write: string | ((socket: Socke
       // A whole answer with a Content-Length is complete: no need to wait for a keep-alive socket to close.
       const { headers, body } = parseRawAnswer(text)
       const length = Number(headers['content-length'])
-      if (Number.isInteger(length) && Buffer.byteLength(body, 'latin1') >= length) finish()
+      if (options.untilClose !== true && Number.isInteger(length) && Buffer.byteLength(body, 'latin1') >= length) finish()
     })
     socket.on('error', (err: NodeJS.ErrnoException) => { error = err.code ?? err.message })
     socket.on('close', () => { closed = true; finish() })
