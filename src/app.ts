@@ -7,7 +7,8 @@ import { validatorCompiler } from 'fastify-type-provider-zod'
 import type { JWTVerifyGetKey } from 'jose'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
-import { frameworkErrorHandler, registerProblemHandlers } from './problem.js'
+import { createBrokerHttpServer, type BrokerHttpServer } from './http-server.js'
+import { clientErrorHandler, frameworkErrorHandler, registerProblemHandlers } from './problem.js'
 import { createAuditLogger, createLogger } from './observability/logger.js'
 import { metricsPlugin } from './observability/plugin.js'
 import type { Metrics } from './observability/metrics.js'
@@ -46,6 +47,8 @@ declare module 'fastify' {
     logger: Logger
     /** One line per token handed out (see createAuditLogger). */
     audit: Logger
+    /** The HTTP server's connection policy; `drain` is the first step of shutdown (src/main.ts). */
+    connections: BrokerHttpServer
   }
 }
 
@@ -97,6 +100,7 @@ const configPlugin = fp<{ config: Config, logger: Logger }>(async (app, { config
  */
 export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   const logger = overrides.logger ?? createLogger(config.logLevel)
+  const connections = createBrokerHttpServer({ maxConnections: config.maxConnections, log: logger })
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger at run time; only the declared types differ (msgPrefix).
     loggerInstance: logger as unknown as FastifyBaseLogger,
@@ -110,14 +114,21 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     bodyLimit: bodyLimitBytes,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    return503OnClosing: true,
+    // Timeouts, the connection cap and the shutdown drain live in the server (src/http-server.ts).
+    serverFactory: connections.serverFactory,
+    // A request that reaches a closing app came on a connection opened before shutdown: it is served (the
+    // broker stops only after the server has closed) with Connection: close, not refused with Fastify's
+    // own 503 body, which is not problem+json.
+    return503OnClosing: false,
     // Keep-alive sockets would hold a rolling restart for their whole idle timeout; close them on shutdown.
     forceCloseConnections: 'idle',
-    connectionTimeout: 30_000,
-    requestTimeout: 60_000,
-    // Routing errors (bad percent-encoding, over-long parameters) answered as problem+json too.
-    frameworkErrors: frameworkErrorHandler
+    // Routing errors (bad percent-encoding, over-long parameters) and what Node's parser rejects before
+    // there is a request (malformed request line, bad Content-Length, headers too large, too slow) are
+    // answered as problem+json too.
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler
   })
+  app.decorate('connections', connections)
   app.setValidatorCompiler(validatorCompiler)
   // Responses are built to their schemas by the handlers (and tests check the shapes); re-validating
   // each one with zod on the way out would cost more than the rest of a cache hit.
@@ -125,12 +136,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   registerProblemHandlers(app)
   // Once shutdown has begun, every answer closes its connection: a keep-alive socket that goes idle after
   // close() started would otherwise hold the process open until the grace period ends.
-  let shuttingDown = false
-  app.addHook('preClose', async () => { shuttingDown = true })
-  app.addHook('onSend', async (request, reply) => {
-    void reply.header('x-request-id', request.id)
-    if (shuttingDown) void reply.header('connection', 'close')
-  })
+  app.addHook('preClose', async () => { connections.closeConnectionsAfterAnswer() })
+  app.addHook('onSend', async (request, reply) => { void reply.header('x-request-id', request.id) })
 
   // The document's frame, operation ids, headers and examples: src/routes/docs.ts.
   await app.register(swagger, swaggerOptions)

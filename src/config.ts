@@ -8,6 +8,7 @@ import { emptyToUndefined, httpUrl, zodProblems } from './config/common.js'
 import { parseCredentialsFile, type Caller, type CallerJwt, type CredentialConfig, type CredentialsFile } from './config/credentials-file.js'
 import { redisConfig, redisTopologyVariables, type RedisConfig } from './config/redis.js'
 import { vaultConfig, type VaultConfig } from './config/vault.js'
+import { parseSecretsFile } from './secrets/secrets-file.js'
 
 export { CallerJwtSchema, CallerSchema, CredentialSchema, CredentialsFileSchema, RefreshPolicySchema, parseCredentialsFile } from './config/credentials-file.js'
 export type { Caller, CallerJwt, CredentialConfig, CredentialsFile, RefreshPolicy } from './config/credentials-file.js'
@@ -71,6 +72,9 @@ export const EnvSchema = z.object({
   RATE_LIMIT_PER_MINUTE: z.preprocess(emptyToUndefined, z.coerce.number({ error: 'expected a number of requests per minute' })
     .int('expected a whole number of requests per minute').min(1, 'expected at least 1').max(1_000_000_000, 'expected at most 1000000000').default(6000)),
   TOKEN_ENCRYPTION_KEY: optionalString,
+  /** Open HTTP connections this process accepts at once; past it new connections are closed unanswered. */
+  MAX_CONNECTIONS: z.preprocess(emptyToUndefined, z.coerce.number({ error: 'expected a number of connections' })
+    .int('expected a whole number of connections').min(1, 'expected at least 1').max(1_000_000, 'expected at most 1000000').default(10_000)),
   NODE_ENV: optionalString
 })
 export type Env = z.infer<typeof EnvSchema>
@@ -95,6 +99,8 @@ export interface Config {
   readonly secretCheckIntervalSeconds: number
   /** Per-caller requests per minute on the /v1 API (RATE_LIMIT_PER_MINUTE). */
   readonly rateLimitPerMinute: number
+  /** Cap on open HTTP connections (MAX_CONNECTIONS). */
+  readonly maxConnections: number
 }
 
 /** The credentials file: CREDENTIALS_FILE, else ./credentials.yaml, else (outside production) the example. */
@@ -128,6 +134,22 @@ function readCredentialsFile (env: Env, cwd: string, production: boolean, proble
   return { credentialsFile, usingExampleCredentials, file }
 }
 
+
+/**
+ * The secrets file, read once at start so a missing or malformed one is a configuration error (one line
+ * per problem, exit 78) rather than a crash when the secret source starts. Later re-reads (rotation) that
+ * fail only degrade readiness: the secrets already held keep serving.
+ */
+function secretsFileProblems (file: string): string[] {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    return [`SECRETS_FILE: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? 'error'}); expected a readable JSON file { "<secret path>": { field: value } }`]
+  }
+  const parsed = parseSecretsFile(text, `SECRETS_FILE: "${file}"`)
+  return 'problems' in parsed ? parsed.problems : []
+}
 
 /**
  * Reads and validates the whole configuration once. Throws a ConfigError listing every problem found,
@@ -172,6 +194,7 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
   if (vault === undefined) {
     if (env.SECRETS_FILE !== undefined) secretsFile = resolve(cwd, env.SECRETS_FILE)
     else if (!production) { secretsFile = embeddedSecretsFile; usingExampleSecrets = true }
+    if (secretsFile !== undefined) problems.push(...secretsFileProblems(secretsFile))
   }
 
   if (problems.length > 0) throw new ConfigError(problems)
@@ -193,7 +216,8 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
     usingExampleSecrets,
     encryptionKey: env.TOKEN_ENCRYPTION_KEY,
     secretCheckIntervalSeconds: env.SECRET_CHECK_INTERVAL_SECONDS,
-    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE
+    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE,
+    maxConnections: env.MAX_CONNECTIONS
   })
 }
 

@@ -8,6 +8,11 @@ import { assertPortFree, exitOnPortInUse, isAddressInUse, PortInUseError } from 
 
 /** How long in-flight requests may take to drain on SIGTERM before the process exits anyway. */
 const shutdownDelayMs = 10_000
+/**
+ * How long open keep-alive connections get to carry one more request (answered with Connection: close)
+ * before the ones still idle are closed. Within shutdownDelayMs together with the broker's own 7 s drain.
+ */
+const connectionDrainMs = 2_000
 const portHint = 'set PORT (and HOST) to a free one'
 
 /** One line per problem, no stack trace: this is read by a person fixing a deployment. Exits 78 (EX_CONFIG). */
@@ -39,6 +44,7 @@ const app = await buildApp(config, { logger }).catch(exitOnConfigError)
 closeWithGrace({ delay: shutdownDelayMs }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'shutting down after an unexpected error')
   else app.log.info({ signal }, 'shutting down')
+  await app.connections.drain(connectionDrainMs)
   await app.close()
   await standIns?.close()
   app.logger.flush()

@@ -1,4 +1,7 @@
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { ConnectionError, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod'
 import { BrokerError, errorTable, type ErrorCode } from './errors.js'
 
@@ -32,7 +35,7 @@ const fastifyCodes: Record<string, ErrorCode> = {
   FST_ERR_MAX_PARAM_LENGTH: 'CB_BAD_REQUEST'
 }
 
-function problemFor (code: ErrorCode, detail: string, request: FastifyRequest): Problem {
+function problemDocument (code: ErrorCode, detail: string, instance: string, requestId: string): Problem {
   const entry = errorTable[code]
   return {
     type: `urn:credential-broker:problem:${code.slice(3).toLowerCase().replaceAll('_', '-')}`,
@@ -40,9 +43,13 @@ function problemFor (code: ErrorCode, detail: string, request: FastifyRequest): 
     status: entry.status,
     detail,
     code,
-    instance: request.url.split('?')[0] ?? request.url,
-    request_id: request.id
+    instance,
+    request_id: requestId
   }
+}
+
+function problemFor (code: ErrorCode, detail: string, request: FastifyRequest): Problem {
+  return problemDocument(code, detail, request.url.split('?')[0] ?? request.url, request.id)
 }
 
 function send (reply: FastifyReply, problem: Problem, retryAfterSeconds?: number): FastifyReply {
@@ -64,6 +71,48 @@ export function frameworkErrorHandler (error: FastifyError, request: FastifyRequ
   // No route context yet, so the app's onSend hook does not run: set what it would have set.
   void reply.header('x-request-id', request.id)
   void send(reply, problemFor(code, code === 'CB_BAD_REQUEST' ? 'the request URL is not valid' : error.message, request))
+}
+
+/** The bytes of a whole problem+json answer that closes its connection, for answers given before Fastify has a request. */
+function rawProblem (code: ErrorCode, detail: string): { status: number, headers: Record<string, string>, body: string } {
+  const requestId = randomUUID()
+  // No request line could be trusted, so no path is echoed: the instance is the root.
+  const body = JSON.stringify(problemDocument(code, detail, '/', requestId))
+  return {
+    status: errorTable[code].status,
+    headers: { 'content-type': problemContentType, 'cache-control': 'no-store', 'x-request-id': requestId, 'content-length': String(Buffer.byteLength(body)), connection: 'close' },
+    body
+  }
+}
+
+/** Answers on a bare socket (a framing error, a CONNECT) and closes it once the answer is written. */
+export function writeSocketProblem (socket: Duplex, code: ErrorCode, detail: string): void {
+  if (!socket.writable) { socket.destroy(); return }
+  const { status, headers, body } = rawProblem(code, detail)
+  const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  // end() alone would leave a half-open socket to a client that never closes its side (a slow-header one).
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${head}\r\n${body}`, () => socket.destroy())
+}
+
+/** Answers on a Node response before Fastify routes the request (a request the server refuses to route). */
+export function writeResponseProblem (response: ServerResponse, code: ErrorCode, detail: string): void {
+  const { status, headers, body } = rawProblem(code, detail)
+  response.writeHead(status, headers).end(body)
+}
+
+/**
+ * Fastify's `clientErrorHandler`: what Node's HTTP parser rejects before there is a request (a malformed
+ * request line, a bad Content-Length, Content-Length with chunked encoding, headers over the size limit, a
+ * request that did not arrive within headersTimeout/requestTimeout). Fastify's default answers those with
+ * its own application/json body. The error's rawPacket holds the request bytes (an Authorization header
+ * perhaps) and is never logged.
+ */
+export function clientErrorHandler (this: FastifyInstance, error: ConnectionError, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  this.log.debug({ code: error.code }, 'client error')
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') writeSocketProblem(socket, 'CB_REQUEST_TIMEOUT', 'the request did not arrive in time')
+  else if (error.code === 'HPE_HEADER_OVERFLOW') writeSocketProblem(socket, 'CB_REQUEST_HEADERS_TOO_LARGE', 'the request headers are over the size limit')
+  else writeSocketProblem(socket, 'CB_BAD_REQUEST', 'the request is not valid HTTP/1.1')
 }
 
 /**

@@ -5,13 +5,15 @@ import { parse as parseYaml } from 'yaml'
 import { ConfigError } from '../errors.js'
 import { descriptorOf, providerKinds } from '../providers/catalog.js'
 import { isSecretPath } from '../secrets/secret-path.js'
-import { httpUrl, zodProblems } from './common.js'
+import { zodProblems } from './common.js'
+import { providerUrl, requireHttpsUnlessLoopback } from './provider-url.js'
 
 const credentialId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected 1-64 characters of a-z 0-9 . _ - starting with a letter or digit')
 
 export const CallerSchema = z.strictObject({
   id: credentialId,
-  api_key_sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex characters (sha256 of the API key)').optional(),
+  // Hex is case-insensitive; held lowercase, as the key's digest is computed, so equal hashes compare equal.
+  api_key_sha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex characters (sha256 of the API key)').transform(hex => hex.toLowerCase()).optional(),
   jwt_subject: z.string().min(1).optional(),
   admin: z.boolean().default(false),
   /** Front-end callers never receive backend-only credentials (all partner tokens). */
@@ -24,14 +26,15 @@ export type Caller = z.infer<typeof CallerSchema>
 export const CallerJwtSchema = z.strictObject({
   issuer: z.string().min(1),
   audience: z.string().min(1),
-  jwks_url: httpUrl.optional(),
+  jwks_url: providerUrl.optional(),
   jwks_file: z.string().min(1).optional(),
   algorithms: z.array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
     .min(1).default(['RS256', 'ES256']),
   clock_tolerance_seconds: z.number().int().min(0).max(300).default(30)
 }).refine(jwt => (jwt.jwks_url === undefined) !== (jwt.jwks_file === undefined), {
   message: 'expected exactly one of jwks_url or jwks_file'
-})
+  // Keys from a plain-http JWKS make anyone on the path any caller, admin included: no lab switch here.
+}).superRefine((jwt, ctx) => { requireHttpsUnlessLoopback(ctx, ['jwks_url'], jwt.jwks_url) })
 export type CallerJwt = z.infer<typeof CallerJwtSchema>
 
 export const RefreshPolicySchema = z.strictObject({
@@ -44,13 +47,18 @@ export const RefreshPolicySchema = z.strictObject({
 })
 export type RefreshPolicy = z.infer<typeof RefreshPolicySchema>
 
+/** The credential fields that hold a provider URL: each gets `providerUrl` and the https rule. */
+export const providerUrlFields = ['base_url', 'token_url', 'api_base_url'] as const
+
 export const CredentialSchema = z.strictObject({
   id: credentialId,
   provider: z.enum(providerKinds),
   environment: z.enum(['sandbox', 'production']),
   secret: z.string().refine(isSecretPath, 'expected "<mount>/<path>" (KV v2), "<mount>:<path>" for a mount whose name has a slash (e.g. "kv/platform:providers/kivra"), or a SECRETS_FILE key of either form'),
-  base_url: httpUrl.optional(),
-  token_url: httpUrl.optional(),
+  base_url: providerUrl.optional(),
+  token_url: providerUrl.optional(),
+  /** A lab switch: plain http to a non-loopback host for this credential's provider URLs (never the JWKS). */
+  allow_insecure_http: z.boolean().default(false),
   client_auth: z.enum(['basic', 'post']).default('basic'),
   scope: z.string().min(1).optional(),
   audience: z.string().min(1).optional(),
@@ -72,6 +80,10 @@ export const CredentialSchema = z.strictObject({
   /** Mint with the previous secret version when the provider rejects a version younger than this (0: never). */
   rollover_window_seconds: z.number().int().min(0).max(31 * 86_400).default(86_400)
 }).superRefine((credential, ctx) => {
+  // Every provider URL field, those added later included (read by name, so a field this schema lacks is skipped).
+  for (const field of providerUrlFields) {
+    requireHttpsUnlessLoopback(ctx, [field], (credential as Record<string, unknown>)[field], credential.allow_insecure_http)
+  }
   const descriptor = descriptorOf(credential.provider)
   if (!descriptor.acceptsScope && credential.allowed_scopes.length > 0) {
     ctx.addIssue({ code: 'custom', path: ['allowed_scopes'], message: `${credential.provider} tokens take no scope` })
@@ -94,6 +106,10 @@ export const CredentialsFileSchema = z.strictObject({
   caller_jwt: CallerJwtSchema.optional(),
   credentials: z.array(CredentialSchema).default([])
 }).superRefine((file, ctx) => {
+  // The first caller with a key wins at authentication: a second caller with the same key (or JWT subject)
+  // would silently be the first one, an admin perhaps. Both entries are named so the operator sees which.
+  reportDuplicates(ctx, file.callers, 'api_key_sha256', 'the same API key (api_key_sha256)')
+  reportDuplicates(ctx, file.callers, 'jwt_subject', 'the same jwt_subject')
   const callerIds = new Set<string>()
   file.callers.forEach((caller, index) => {
     if (callerIds.has(caller.id)) ctx.addIssue({ code: 'custom', path: ['callers', index, 'id'], message: `duplicate caller id "${caller.id}"` })
@@ -114,6 +130,18 @@ export const CredentialsFileSchema = z.strictObject({
   })
 })
 export type CredentialsFile = z.infer<typeof CredentialsFileSchema>
+
+/** One issue per caller that repeats an earlier caller's `field`, naming both entries. */
+function reportDuplicates (ctx: z.RefinementCtx, callers: readonly Caller[], field: 'api_key_sha256' | 'jwt_subject', what: string): void {
+  const firstIndex = new Map<string, number>()
+  callers.forEach((caller, index) => {
+    const value = caller[field]
+    if (value === undefined) return
+    const first = firstIndex.get(value)
+    if (first === undefined) { firstIndex.set(value, index); return }
+    ctx.addIssue({ code: 'custom', path: ['callers', index, field], message: `callers[${first}] ("${callers[first]?.id ?? ''}") and callers[${index}] ("${caller.id}") have ${what}; each caller needs its own` })
+  })
+}
 
 /** Parses a YAML or JSON credentials file; every problem is reported with its path in the file. */
 export function parseCredentialsFile (text: string, fileName: string): CredentialsFile {

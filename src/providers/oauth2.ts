@@ -3,6 +3,7 @@
  * client_secret_post, built on oauth4webapi against the configured `token_url` (no discovery: a token
  * endpoint is all a client credentials client needs, and it keeps startup free of network calls).
  */
+import { isLoopbackHost } from '../config/provider-url.js'
 import * as oauth from 'oauth4webapi'
 import { grantFor, requireSecretFields, secretField, statedJwtExpiryMs, statedLifetimeSeconds } from './common.js'
 import { kindForStatus, parseRetryAfter, safeText } from './http.js'
@@ -17,14 +18,7 @@ const secretFields = ['client_id', 'client_secret'] as const
 /** RFC 6749 §5.2 errors that mean our client credentials are wrong (or the client is not allowed this grant). */
 const credentialErrors = new Set(['invalid_client', 'unauthorized_client', 'invalid_grant'])
 
-/**
- * True for hosts that cannot leave the machine: plain http is allowed only there (tests and local
- * stand-ins); everywhere else oauth4webapi's HTTPS requirement stands.
- */
-export function isLoopbackHost (hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
-  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host)
-}
+export { isLoopbackHost } from '../config/provider-url.js'
 
 /** Creates the generic OAuth2 client credentials adapter. */
 export function createOAuth2Adapter (): TokenAdapter {
@@ -40,9 +34,10 @@ export function createOAuth2Adapter (): TokenAdapter {
         throw new ProviderError('permanent', `${operation}: the credential has no token_url`)
       }
       const tokenUrl = new URL(credential.token_url)
-      const insecureAllowed = tokenUrl.protocol === 'http:' && isLoopbackHost(tokenUrl.hostname)
+      // Config already refuses other http URLs; this keeps oauth4webapi's HTTPS requirement for the rest.
+      const insecureAllowed = tokenUrl.protocol === 'http:' && (isLoopbackHost(tokenUrl.hostname) || credential.allow_insecure_http)
       if (tokenUrl.protocol !== 'https:' && !insecureAllowed) {
-        throw new ProviderError('permanent', `${operation}: token_url must use https (plain http is allowed for loopback hosts only)`)
+        throw new ProviderError('permanent', `${operation}: token_url must use https (plain http is allowed for loopback hosts, or with allow_insecure_http)`)
       }
       const as: oauth.AuthorizationServer = { issuer: tokenUrl.origin, token_endpoint: tokenUrl.href }
       const client: oauth.Client = { client_id: secretField(secret, 'client_id') }

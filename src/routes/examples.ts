@@ -145,6 +145,8 @@ const problemDetails: Record<ErrorCode, { detail: string, instance?: string, ret
   CB_SCOPE_NOT_ALLOWED: { detail: 'credential "kivra-sandbox" does not allow the scope "kivra.v1.tenant.other.*" (allowed_scopes)' },
   CB_CREDENTIAL_NOT_FOUND: { detail: 'no credential "kivra-prod"', instance: '/v1/credentials/kivra-prod/token' },
   CB_ROUTE_NOT_FOUND: { detail: 'no route for GET at this path', instance: '/v1/credentials/kivra-sandbox/tokens' },
+  CB_REQUEST_TIMEOUT: { detail: 'the request did not arrive in time', instance: '/' },
+  CB_REQUEST_HEADERS_TOO_LARGE: { detail: 'the request headers are over the size limit', instance: '/' },
   CB_UNSUPPORTED_OPERATION: { detail: 'credential "sir-giving-sandbox" is a signing credential; it has no token (use /signatures)', instance: '/v1/credentials/sir-giving-sandbox/token' },
   CB_PAYLOAD_TOO_LARGE: { detail: 'Request body is too large' },
   CB_UNSUPPORTED_MEDIA_TYPE: { detail: 'Unsupported Media Type: text/plain' },
@@ -157,7 +159,6 @@ const problemDetails: Record<ErrorCode, { detail: string, instance?: string, ret
   CB_USER_SESSION_REFUSED: { detail: 'the provider refused the user session of "kigo-sandbox" (HTTP 400)', instance: '/v1/credentials/kigo-sandbox/user-sessions', extra: { provider_status: 400 } },
   CB_PROVIDER_UNAVAILABLE: { detail: 'the provider of "kivra-sandbox" is unavailable and no grant with enough life is held', retryAfter: 2 },
   CB_REFRESH_TIMEOUT: { detail: 'a refresh of credential "kivra-sandbox" is running and did not finish in time', retryAfter: 1 },
-  CB_STORE_UNAVAILABLE: { detail: 'the grant store is unavailable' },
   CB_SECRET_UNAVAILABLE: { detail: 'the secret of credential "kivra-sandbox" could not be read (unavailable)', retryAfter: 5 },
   CB_NOT_READY: { detail: 'the broker is shutting down', retryAfter: 1 },
   CB_CALLER_KEYS_UNAVAILABLE: { detail: 'the caller key set (JWKS) could not be fetched; retry shortly', retryAfter: 5 }

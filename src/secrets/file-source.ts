@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readFile, stat } from 'node:fs/promises'
 import type { SecretsLog } from './log.js'
-import { z } from 'zod'
+import { parseSecretsFile } from './secrets-file.js'
 import type { SecretData } from '../providers/types.js'
 import { type SecretSource, type SecretSourceHealth, type SecretValue } from './types.js'
 import { SecretError } from '../errors.js'
@@ -13,11 +13,6 @@ export interface FileSecretSourceDeps {
   /** The checked-in example file is in use (no SECRETS_FILE): said loudly at start. */
   usingExample?: boolean
 }
-
-const SecretsFileSchema = z.record(
-  z.string().min(1),
-  z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(value => String(value)))
-)
 
 interface Entry {
   data: SecretData
@@ -62,19 +57,10 @@ export function createFileSecretSource (deps: FileSecretSourceDeps): SecretSourc
     } catch (err) {
       throw new SecretError('unavailable', `cannot read the secrets file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
     }
-    let raw: unknown
-    try {
-      raw = JSON.parse(text)
-    } catch {
-      throw new SecretError('invalid', `the secrets file ${file} is not valid JSON`)
-    }
-    const parsed = SecretsFileSchema.safeParse(raw)
-    if (!parsed.success) {
-      const where = parsed.error.issues.slice(0, 3).map(issue => issue.path.map(String).join(' → ') || '(top level)').join(', ')
-      throw new SecretError('invalid', `the secrets file ${file} must be an object of { field: string } objects (problem at ${where})`)
-    }
+    const parsed = parseSecretsFile(text, `the secrets file ${file}`)
+    if ('problems' in parsed) throw new SecretError('invalid', parsed.problems.slice(0, 3).join('; '))
     const seen = new Set<string>()
-    for (const [path, fields] of Object.entries(parsed.data)) {
+    for (const [path, fields] of Object.entries(parsed.entries)) {
       seen.add(path)
       const data = Object.freeze({ ...fields })
       const digest = digestOf(data)

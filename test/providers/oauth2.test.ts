@@ -150,8 +150,10 @@ describe('oauth2 adapter against the RFC 6749 stand-in', () => {
     })
 
     it('refuses plain http elsewhere before any network call (permanent)', async () => {
-      // ".invalid" never resolves (RFC 2606), and the adapter refuses before any I/O anyway.
-      const err = await providerError(adapter.mint(as.secret, testContext(credential({ token_url: 'http://token.broker-test.invalid/oauth/token' }))))
+      // ".invalid" never resolves (RFC 2606), and the adapter refuses before any I/O anyway. The config
+      // refuses such a URL too (test/config/credential-rules.test.ts); this is the adapter's own guard.
+      const insecure = { ...credential(), token_url: 'http://token.broker-test.invalid/oauth/token' }
+      const err = await providerError(adapter.mint(as.secret, testContext(insecure)))
       expect(err.kind).toBe('permanent')
       expect(err.message).toContain('https')
     })
