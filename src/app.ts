@@ -142,6 +142,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
       tags: [
         { name: 'tokens', description: 'Provider tokens' },
         { name: 'signing', description: 'Request signatures (SIR Giving)' },
+        { name: 'proxy', description: 'Provider API calls through the broker, the credential injected' },
         { name: 'webhooks', description: 'Webhook signature verification' },
         { name: 'admin', description: 'Operator view (admin callers only)' },
         { name: 'operations', description: 'Health, readiness, metrics' }

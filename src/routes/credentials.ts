@@ -7,6 +7,7 @@ import type { Caller, CredentialConfig } from '../config.js'
 import { descriptorOf } from '../providers/catalog.js'
 import type { IssuedToken } from '../broker/types.js'
 import { fingerprint, grantFingerprint, userFingerprint } from '../broker/grant-identity.js'
+import { assertPartnerKeyExposed } from '../proxy/policy.js'
 import { CredentialIdParams, CredentialStatusSchema, MinTtl, TokenSchema, problems, toStatusBody } from './schemas.js'
 
 const expiryTexts = new WeakMap<IssuedToken['grant'], string>()
@@ -165,6 +166,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
     }
   }, async (request, reply) => {
     const credential = credentialOf(request)
+    assertPartnerKeyExposed(credential)
     const headers = await app.broker.sign(credential.id, {
       method: request.body.method.toUpperCase(),
       path: request.body.path,
