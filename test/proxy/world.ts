@@ -23,6 +23,8 @@ export interface ProxyWorld {
   baseUrl: string
   port: number
   kivra: KivraStandIn
+  /** The token endpoint of "kivra-down": 503 to every mint. */
+  kivraDown: KivraStandIn
   api: ApiStandIn
   sir: SirGivingStandIn
   oauth2: OAuth2StandIn
@@ -62,11 +64,13 @@ export async function rawRequest (port: number, request: { method?: string, path
 
 export async function startProxyWorld (): Promise<ProxyWorld> {
   const kivra = await startKivraStandIn({ clientSecret: `kivra-${randomBytes(12).toString('hex')}` })
+  const kivraDown = await startKivraStandIn()
+  kivraDown.setFault({ kind: 'server-error', status: 503 })
   const api = await startApiStandIn(kivra)
   const sir = await startSirGivingStandIn({ hmacSecret: createHash('sha256').update(randomBytes(16)).digest('hex') })
   const oauth2 = await startOAuth2StandIn()
   const deadPort = await freePort()
-  const standIns = [kivra, api, sir, oauth2]
+  const standIns = [kivra, kivraDown, api, sir, oauth2]
   const apiBase = `${api.url}/api`
   const kivraCredential = (id: string, extra: Record<string, unknown> = {}): Record<string, unknown> =>
     ({ id, provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, api_base_url: apiBase, allowed_callers: ['service'], ...extra })
@@ -86,6 +90,7 @@ export async function startProxyWorld (): Promise<ProxyWorld> {
           kivraCredential('kivra-narrow', { proxy: { allowed_paths: ['/v1/public/', '/v2/echo'], methods: ['GET', 'POST'], body_limit: 16 } }),
           kivraCredential('kivra-quick', { proxy: { timeout_ms: 300 } }),
           kivraCredential('kivra-dead', { api_base_url: `http://127.0.0.1:${deadPort}/api` }),
+          kivraCredential('kivra-down', { base_url: kivraDown.url, secret: 'secret/kivra-down' }),
           sirCredential('sir'),
           sirCredential('sir-hidden', { expose_partner_key: false }),
           sirCredential('sir-wrong', { secret: 'secret/sir-wrong' }),
@@ -94,6 +99,7 @@ export async function startProxyWorld (): Promise<ProxyWorld> {
       },
       secrets: {
         'secret/kivra': { ...kivra.secret },
+        'secret/kivra-down': { ...kivraDown.secret },
         'secret/sir': { ...sir.secret },
         'secret/sir-wrong': { ...sir.secret, secretKey: `sk_test_${randomBytes(12).toString('hex')}` },
         'secret/oauth2': { ...oauth2.secret }
@@ -112,6 +118,7 @@ export async function startProxyWorld (): Promise<ProxyWorld> {
     baseUrl: `http://127.0.0.1:${port}`,
     port,
     kivra,
+    kivraDown,
     api,
     sir,
     oauth2,
