@@ -6,9 +6,11 @@
  * - dot segments in any spelling (`.`, `..`, `%2e`, `.%2E`): they would climb out of the base path;
  * - encoded separators and NUL (`%2f`, `%5c`, `%00`…`%1f`, `%7f`): servers disagree on decoding them;
  * - backslashes (WHATWG URL parsers read them as `/`), control characters, `#`;
- * - empty segments (`//`): a path starting so is a protocol-relative URL, and elsewhere it changes routing;
- * - absolute URLs (`https:…`, `javascript:…`) and characters outside RFC 3986's path characters;
- * - malformed percent-escapes.
+ * - empty segments (`//`): a path starting so is a protocol-relative URL, an absolute URL (`https://…`)
+ *   always has one, and elsewhere it changes routing;
+ * - characters outside RFC 3986's path characters, and malformed percent-escapes.
+ * The path is appended to the base path as text and never resolved as a URL reference, so a first segment
+ * with a colon (`a:b`) stays a segment under the base, as `/a:b` would be.
  * The query string is passed as sent (visible ASCII only; no `#`).
  */
 import { BrokerError } from '../errors.js'
@@ -19,8 +21,6 @@ const segmentPattern = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*$/
 const encodedForbidden = /%(?:[01][0-9A-Fa-f]|7[Ff]|2[Ff]|5[Cc])/
 /** A query as sent: visible ASCII without "#". */
 const queryPattern = /^[\x21-\x22\x24-\x7e]*$/
-/** A first segment that names a scheme makes the path an absolute URL. */
-const schemePattern = /^[A-Za-z][A-Za-z0-9+.-]*:/
 
 /** Where a proxied request goes: the full URL, and the path with query as sent on the request line (and signed). */
 export interface UpstreamTarget {
@@ -41,7 +41,6 @@ function refuse (why: string): never {
  * or undefined without one) and joins them to the API base. Throws CB_BAD_REQUEST for any escape form.
  */
 export function upstreamTarget (apiBase: URL, rawPath: string, rawQuery: string | undefined): UpstreamTarget {
-  if (schemePattern.test(rawPath)) refuse('it is an absolute URL; give the path under the API base')
   if (encodedForbidden.test(rawPath)) refuse('it contains an encoded slash, backslash or control character')
   const segments = rawPath.split('/')
   segments.forEach((segment, index) => {

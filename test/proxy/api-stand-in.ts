@@ -58,7 +58,6 @@ function rejectToken (res: ServerResponse, style: RejectionStyle): void {
 
 export async function startApiStandIn (tokens: Pick<ProviderStandIn, 'isTokenValid'>): Promise<ApiStandIn> {
   const revoked = new Set<string>()
-  let server: Server | undefined
   let notifyReceived: (() => void) | undefined
   let received = 0
   const state: ApiStandIn = {
@@ -74,8 +73,8 @@ export async function startApiStandIn (tokens: Pick<ProviderStandIn, 'isTokenVal
     set bigReceived (value: number) { received = value; notifyReceived?.() },
     bigMaxInFlight: 0,
     close: async () => {
-      server?.closeAllConnections()
-      await new Promise(resolve => { server?.close(resolve) })
+      server.closeAllConnections()
+      await new Promise(resolve => { server.close(resolve) })
     }
   }
 
@@ -121,7 +120,7 @@ export async function startApiStandIn (tokens: Pick<ProviderStandIn, 'isTokenVal
     }).end(JSON.stringify({ method: request.method, url: request.url, body: request.body.toString('base64') }))
   }
 
-  server = createServer((req, res) => {
+  const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
     req.on('end', () => {
@@ -130,7 +129,7 @@ export async function startApiStandIn (tokens: Pick<ProviderStandIn, 'isTokenVal
       answer(res, request)
     })
   })
-  await new Promise<void>(resolve => { server?.listen(0, '127.0.0.1', resolve) })
+  await new Promise<void>(resolve => { server.listen(0, '127.0.0.1', resolve) })
   state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   return state
 }

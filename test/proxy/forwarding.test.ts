@@ -82,6 +82,12 @@ describe('ANY /v1/credentials/:id/proxy/*: forwarding', () => {
     expect(seen[0]?.headers['content-length']).toBe(String(body.length))
   })
 
+  it('keeps a first segment with a colon as a segment under the base (it is never resolved as a URL)', async () => {
+    const { result: answer, seen } = await upstreamDuring(async () => await send(world.port, { path: '/v1/credentials/kivra/proxy/javascript:alert(1)/echo', headers: auth }))
+    expect(answer.status).toBe(201)
+    expect(seen.map(request => request.url)).toEqual(['/api/javascript:alert(1)/echo'])
+  })
+
   it('forwards HEAD as HEAD', async () => {
     const { result: answer, seen } = await upstreamDuring(async () => await send(world.port, { method: 'HEAD', path: '/v1/credentials/kivra/proxy/v1/echo', headers: auth }))
     expect(answer.status).toBe(201)
