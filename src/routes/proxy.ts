@@ -7,7 +7,8 @@
  * (src/proxy/path.ts) is what is forwarded.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
-import type { ZodTypeProvider } from 'fastify-type-provider-zod'
+import { jsonSchemaTransform, type ZodTypeProvider } from 'fastify-type-provider-zod'
+import type { SwaggerTransform } from '@fastify/swagger'
 import { z } from 'zod'
 import type { CredentialConfig } from '../config.js'
 import { defaultProxyBodyLimitBytes, proxyMethods } from '../config/proxy.js'
@@ -38,8 +39,20 @@ function statusClass (status: number): ProxyRequestLabels['status_class'] {
 }
 
 const ProxyParams = CredentialIdParams.extend({
-  '*': z.string().describe('the path under the credential\'s API base, with the query string as the provider expects it')
+  '*': z.string().describe('the path under the credential\'s API base (what follows /proxy/), then the query string as the provider expects it')
 })
+
+/** OpenAPI: the router's wildcard `*` documented as a `{path}` parameter (a `{*}` template reads poorly). */
+const documentWildcardAsPath: SwaggerTransform = (input) => {
+  const { schema, url } = jsonSchemaTransform(input as Parameters<typeof jsonSchemaTransform>[0])
+  const params = schema.params as { properties?: Record<string, unknown>, required?: string[] } | undefined
+  if (params?.properties?.['*'] !== undefined) {
+    const { '*': wildcard, ...named } = params.properties
+    params.properties = { ...named, path: wildcard }
+    params.required = params.required?.map(name => name === '*' ? 'path' : name)
+  }
+  return { schema, url: url.replace(/\*$/, ':path') }
+}
 
 export const proxyRoutes: FastifyPluginAsync = async (app) => {
   const api = app.withTypeProvider<ZodTypeProvider>()
@@ -89,6 +102,7 @@ export const proxyRoutes: FastifyPluginAsync = async (app) => {
     method: [...proxyMethods],
     url: '/credentials/:id/proxy/*',
     exposeHeadRoute: false,
+    config: { swaggerTransform: documentWildcardAsPath },
     // The largest body any credential accepts; each credential's own limit is checked in the handler.
     bodyLimit: Math.max(1, ...app.config.credentials.map(credential => credential.proxy.body_limit), defaultProxyBodyLimitBytes),
     schema: {
@@ -98,7 +112,7 @@ export const proxyRoutes: FastifyPluginAsync = async (app) => {
       security: [{ bearer: [] }],
       params: ProxyParams,
       response: {
-        default: { description: 'The upstream\'s answer, as it came (status, headers, body)' },
+        default: { description: 'The upstream\'s answer, as it came: its status, headers (minus hop-by-hop and Set-Cookie) and body', content: { '*/*': { schema: z.unknown().describe('the upstream\'s body, byte for byte') } } },
         ...problems(400, 401, 403, 404, 409, 413, 429, 502, 503, 504)
       }
     },
