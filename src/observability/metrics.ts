@@ -201,30 +201,14 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> => new Counter({ name: `${metricPrefix}${name}`, help, labelNames, registers })
 
+  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]): Histogram<L> => new Histogram({ name: `${metricPrefix}${name}`, help, labelNames, buckets, registers })
+
   const tokenRequests = counter('token_requests_total', 'Token requests by credential and how they were answered (hit_local, hit_store, refreshed, stale, error).', ['credential', 'result'] as const)
-  const tokenRequestDuration = new Histogram({
-    name: `${metricPrefix}token_request_duration_seconds`,
-    help: 'Time to answer a token request inside the broker, from authorization to a grant in hand.',
-    labelNames: ['credential'] as const,
-    buckets: tokenRequestBuckets,
-    registers
-  })
+  const tokenRequestDuration = histogram('token_request_duration_seconds', 'Time to answer a token request inside the broker, from authorization to a grant in hand.', ['credential'] as const, tokenRequestBuckets)
   const refreshes = counter('refreshes_total', 'Refresh attempts by provider, credential, result (success, transient_error, permanent_error, fenced_out) and reason (proactive, on_demand, rejected, rotation, forced).', ['provider', 'credential', 'result', 'reason'] as const)
-  const refreshDuration = new Histogram({
-    name: `${metricPrefix}refresh_duration_seconds`,
-    help: 'Duration of one provider mint or refresh call.',
-    labelNames: ['provider'] as const,
-    buckets: refreshBuckets,
-    registers
-  })
+  const refreshDuration = histogram('refresh_duration_seconds', 'Duration of one provider mint or refresh call.', ['provider'] as const, refreshBuckets)
   const proxyRequests = counter('proxy_requests_total', 'Requests through the proxy route by credential, method and the answer\'s status class (upstream answers and the broker\'s own refusals alike).', ['credential', 'method', 'status_class'] as const)
-  const proxyRequestDuration = new Histogram({
-    name: `${metricPrefix}proxy_request_duration_seconds`,
-    help: 'Time to answer a proxied request, from its arrival to the last byte of the answer (a token rejection\'s refresh and retry included).',
-    labelNames: ['credential'] as const,
-    buckets: proxyBuckets,
-    registers
-  })
+  const proxyRequestDuration = histogram('proxy_request_duration_seconds', 'Time to answer a proxied request, from its arrival to the last byte of the answer (a token rejection\'s refresh and retry included).', ['credential'] as const, proxyBuckets)
 
   const grants = createGrantGauges(registers)
   const leaseContention = counter('lease_contention_total', 'Refresh leases not taken because another replica or request held them.', ['credential'] as const)

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BrokerError, createBrokerClient, type BrokerClient } from '../../client/src/index.js'
-import { buildTestApp, sha256Hex, type TestApp } from '../support/app.js'
+import { apiKeyCallers, buildTestApp, type TestApp } from '../support/app.js'
 import { freePort } from '../support/ports.js'
 import { bearerToken, startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 
@@ -23,7 +23,7 @@ async function startBroker (kivra: KivraStandIn, apiBaseUrl: string): Promise<{ 
     ({ id, provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, api_base_url: api, allowed_callers: ['service'] })
   const testApp = await buildTestApp({
     credentialsFile: {
-      callers: [{ id: 'service', api_key_sha256: sha256Hex(apiKey) }, { id: 'other', api_key_sha256: sha256Hex(otherKey) }],
+      callers: apiKeyCallers({ service: apiKey, other: otherKey }),
       credentials: [credential('kivra', apiBaseUrl), credential('kivra-dead', `http://127.0.0.1:${await freePort()}/api`)]
     },
     secrets: { 'secret/kivra': { ...kivra.secret } }

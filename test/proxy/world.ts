@@ -8,7 +8,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
-import { buildTestApp, sha256Hex, type TestApp } from '../support/app.js'
+import { apiKeyCallers, buildTestApp, closeAll, type TestApp } from '../support/app.js'
 import { freePort } from '../support/ports.js'
 import { startKivraStandIn, startOAuth2StandIn, startSirGivingStandIn, type KivraStandIn, type OAuth2StandIn, type SirGivingStandIn } from '../support/providers/index.js'
 import { startApiStandIn, type ApiStandIn } from './api-stand-in.js'
@@ -81,10 +81,7 @@ export async function startProxyWorld (): Promise<ProxyWorld> {
   try {
     testApp = await buildTestApp({
       credentialsFile: {
-        callers: [
-          { id: 'service', api_key_sha256: sha256Hex(keys.service) },
-          { id: 'other', api_key_sha256: sha256Hex(keys.other) }
-        ],
+        callers: apiKeyCallers(keys),
         credentials: [
           kivraCredential('kivra'),
           kivraCredential('kivra-narrow', { proxy: { allowed_paths: ['/v1/public/', '/v2/echo'], methods: ['GET', 'POST'], body_limit: 16 } }),
@@ -108,7 +105,7 @@ export async function startProxyWorld (): Promise<ProxyWorld> {
       overrides: { brokerOptions: { rejectionRefreshIntervalMs: 0 } }
     })
   } catch (err) {
-    await Promise.all(standIns.map(async standIn => { await standIn.close() }))
+    await closeAll(standIns)
     throw err
   }
   await testApp.app.listen({ port: 0, host: '127.0.0.1' })
@@ -124,7 +121,7 @@ export async function startProxyWorld (): Promise<ProxyWorld> {
     oauth2,
     close: async () => {
       await testApp.close()
-      await Promise.all(standIns.map(async standIn => { await standIn.close() }))
+      await closeAll(standIns)
     }
   }
 }
