@@ -163,6 +163,14 @@ describe('ANY /v1/credentials/:id/proxy/*: refusals and upstream failures', () =
       expect(problemOf(answer)).toMatchObject({ code: 'CB_UPSTREAM_UNAVAILABLE' })
     })
 
+    it('no token, secret or caller key is in any log line, failures included', async () => {
+      const text = world.testApp.logs.text()
+      expect(world.kivra.issuedTokens.length).toBeGreaterThan(0)
+      for (const token of world.kivra.issuedTokens) expect(text).not.toContain(token)
+      expect(text).not.toContain(keys.service)
+      expect(text).not.toContain(world.kivra.secret.client_secret as string)
+    })
+
     it('503 with Retry-After when no usable token can be had, nothing sent', async () => {
       const answer = await nothingSent(async () => await send(world.port, { path: '/v1/credentials/kivra-down/proxy/v1/echo', headers: auth }))
       expect(answer.status).toBe(503)
