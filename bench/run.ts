@@ -1,10 +1,12 @@
 /**
  * `npm run bench`: every benchmark in turn, each writing bench/results/<name>.json, then a summary.
  * Not part of `npm test`: benchmarks measure, they do not assert (shared machines are noisy).
- * Run one: `npm run bench -- amplification` (on Sentinel or Cluster: `amplification-sentinel`, `amplification-cluster`).
+ * Run one: `npm run bench -- amplification` (on Sentinel or Cluster: `amplification-sentinel`, `amplification-cluster`),
+ * `npm run bench -- proxy` (proxied vs direct requests to one upstream).
  */
 import { writeFileSync } from 'node:fs'
 import { runAmplification } from './amplification.js'
+import { runProxyBench } from './proxy.js'
 import { runScaleComparison } from './scale.js'
 import { runThroughput } from './throughput.js'
 
@@ -13,7 +15,8 @@ const benches: Record<string, () => Promise<object>> = {
   // Paced, then unpaced as the baseline (memory figures are the paced run's: it runs first).
   scale: async () => await runScaleComparison(),
   throughput: async () => await runThroughput(),
-  amplification: async () => await runAmplification()
+  amplification: async () => await runAmplification(),
+  proxy: async () => await runProxyBench()
 }
 
 /** Only when named: the amplification bench on a Sentinel group or Cluster it starts (redis-sentinel, redis-cli). */

@@ -74,7 +74,7 @@ type Target = 'bare' | 'broker' | 'broker-jwt' | 'broker-warn'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-function procStatusKb (pid: number, field: 'VmRSS' | 'VmHWM'): number {
+export function procStatusKb (pid: number, field: 'VmRSS' | 'VmHWM'): number {
   try {
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
     return match?.[1] === undefined ? 0 : Number(match[1])
@@ -91,10 +91,10 @@ function percentile (sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] as number
 }
 
-interface LoadTarget { url: string, headers: Record<string, string>, pid: number }
+export interface LoadTarget { url: string, headers: Record<string, string>, pid: number }
 
 /** One autocannon run; latencies from each response, RSS sampled from /proc while it runs. */
-async function load (target: LoadTarget, options: { connections: number, durationSeconds: number, overallRate?: number }): Promise<LoadFigures> {
+export async function load (target: LoadTarget, options: { connections: number, durationSeconds: number, overallRate?: number }): Promise<LoadFigures> {
   const latencies: number[] = []
   let peakRssKb = procStatusKb(target.pid, 'VmRSS')
   const sampler = setInterval(() => { peakRssKb = Math.max(peakRssKb, procStatusKb(target.pid, 'VmRSS')) }, 100)
@@ -126,7 +126,7 @@ async function load (target: LoadTarget, options: { connections: number, duratio
   }
 }
 
-function mean (figures: LoadFigures[]): LoadFigures {
+export function mean (figures: LoadFigures[]): LoadFigures {
   const avg = (pick: (f: LoadFigures) => number, digits: number): number => round(figures.reduce((sum, f) => sum + pick(f), 0) / figures.length, digits)
   return {
     requestsPerSecond: Math.round(avg(f => f.requestsPerSecond, 0)),
@@ -143,7 +143,7 @@ function mean (figures: LoadFigures[]): LoadFigures {
  * (dist/), the bare server with the same compiler and target (bench/.build/). Neither runs through tsx,
  * whose on-the-fly transform adds a helper call to every function created (closures per request included).
  */
-function compileServers (): void {
+export function compileServers (): void {
   const tsc = `${root}node_modules/typescript/bin/tsc`
   const run = (args: string[]): void => {
     const result = spawnSync(process.execPath, [tsc, ...args], { cwd: root, encoding: 'utf8' })
@@ -154,7 +154,7 @@ function compileServers (): void {
 }
 
 /** Starts the compiled bench/bare-server.ts as its own process (same Node as the broker). */
-async function startBare (body: string): Promise<{ url: string, pid: number, stop: () => Promise<void> }> {
+export async function startBare (body: string): Promise<{ url: string, pid: number, stop: () => Promise<void> }> {
   const port = await freePort()
   const child: ChildProcess = spawn(process.execPath, [`${root}bench/.build/bare-server.js`], {
     cwd: root,

@@ -37,11 +37,13 @@ export const errorTable = {
   CB_PROVIDER_REJECTED_CREDENTIALS: { status: 502, title: 'The provider rejected the configured client credentials' },
   CB_PROVIDER_BAD_RESPONSE: { status: 502, title: 'The provider answered something we cannot use' },
   CB_USER_SESSION_REFUSED: { status: 502, title: 'The provider refused to create or renew the user session' },
+  CB_UPSTREAM_UNAVAILABLE: { status: 502, title: 'The provider API could not be reached' },
   CB_PROVIDER_UNAVAILABLE: { status: 503, title: 'The provider is unavailable; no token with enough life left' },
   CB_REFRESH_TIMEOUT: { status: 503, title: 'A refresh is in progress and did not finish in time' },
   CB_SECRET_UNAVAILABLE: { status: 503, title: 'The secret could not be read' },
   CB_NOT_READY: { status: 503, title: 'The broker is not ready' },
-  CB_CALLER_KEYS_UNAVAILABLE: { status: 503, title: 'Caller JWTs cannot be verified: the key set is unavailable' }
+  CB_CALLER_KEYS_UNAVAILABLE: { status: 503, title: 'Caller JWTs cannot be verified: the key set is unavailable' },
+  CB_UPSTREAM_TIMEOUT: { status: 504, title: 'The provider API did not answer in time' }
 } as const satisfies Record<string, { status: number, title: string }>
 
 export type ErrorCode = keyof typeof errorTable

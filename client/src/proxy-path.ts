@@ -4,7 +4,8 @@
  * `%2e`, and reads `\` as `/` in http(s) URLs: a path holding any of those could leave the prefix before
  * the broker ever sees it. So those are refused here, with nothing sent, as the broker refuses them
  * (issue 15): dot segments in any spelling, `%2f` and `%5c` (encoded separators), backslashes, empty
- * segments (`//`), NUL and other control characters, fragments, and absolute URLs.
+ * segments (`//`), NUL and other control characters, fragments, absolute URLs, and %-escapes that are not
+ * UTF-8 text (the broker's router cannot decode them).
  */
 import { clientError } from './errors.js'
 
@@ -76,6 +77,12 @@ export function encodeProxyPath (path: string, query?: QueryInit): string {
     if (dots === '.' || dots === '..') refuse(path, 'it contains a dot segment (. or ..)')
     return encodePart(segment, segmentSafe, path)
   }).join('/')
+  // The broker's router decodes the path to match its routes and answers 400 when the escapes are not UTF-8.
+  try {
+    decodeURIComponent(encoded)
+  } catch {
+    refuse(path, 'it contains %-escapes that are not UTF-8 text')
+  }
 
   let queryText = rawQuery === '' ? '' : encodePart(rawQuery, querySafe, path)
   if (query !== undefined) {

@@ -7,6 +7,7 @@ import { descriptorOf, providerKinds } from '../providers/catalog.js'
 import { isSecretPath } from '../secrets/secret-path.js'
 import { zodProblems } from './common.js'
 import { providerUrl, requireHttpsUnlessLoopback } from './provider-url.js'
+import { proxyCredentialFields, proxyFieldProblems } from './proxy.js'
 
 const credentialId = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'expected 1-64 characters of a-z 0-9 . _ - starting with a letter or digit')
 
@@ -78,7 +79,9 @@ export const CredentialSchema = z.strictObject({
     cached: z.number().int().min(1).max(100_000).default(1000)
   }).default({ lifetime_seconds: 1800, cached: 1000 }),
   /** Mint with the previous secret version when the provider rejects a version younger than this (0: never). */
-  rollover_window_seconds: z.number().int().min(0).max(31 * 86_400).default(86_400)
+  rollover_window_seconds: z.number().int().min(0).max(31 * 86_400).default(86_400),
+  /** The proxy route's settings (src/config/proxy.ts). */
+  ...proxyCredentialFields
 }).superRefine((credential, ctx) => {
   // Every provider URL field, those added later included (read by name, so a field this schema lacks is skipped).
   for (const field of providerUrlFields) {
@@ -98,6 +101,7 @@ export const CredentialSchema = z.strictObject({
   if (descriptor.alwaysBackendOnly && !credential.backend_only) {
     ctx.addIssue({ code: 'custom', path: ['backend_only'], message: 'partner credentials are always backend-only' })
   }
+  for (const problem of proxyFieldProblems(credential)) ctx.addIssue({ code: 'custom', ...problem })
 })
 export type CredentialConfig = z.infer<typeof CredentialSchema>
 

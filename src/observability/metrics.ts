@@ -74,6 +74,8 @@ export interface EndpointLabels extends ProviderLabel { endpoint: string }
 export interface DependencyLabels { kind: string, embedded: 'true' | 'false' }
 export interface TokenRequestLabels extends CredentialLabel { result: TokenRequestResult }
 export interface RefreshLabels extends ProviderLabel, CredentialLabel { result: RefreshResult, reason: RefreshReason }
+/** A proxied request: its method (one the route serves) and the answer's status class ("2xx" … "5xx"). */
+export interface ProxyRequestLabels extends CredentialLabel { method: string, status_class: '1xx' | '2xx' | '3xx' | '4xx' | '5xx' }
 
 /** One held grant's remaining life, read at scrape time. */
 export interface GrantExpiryReading {
@@ -125,6 +127,10 @@ export interface Metrics {
   readonly refreshes: CounterHandle<RefreshLabels>
   /** credential_broker_refresh_duration_seconds{provider} */
   readonly refreshDuration: HistogramHandle<ProviderLabel>
+  /** credential_broker_proxy_requests_total{credential, method, status_class} */
+  readonly proxyRequests: CounterHandle<ProxyRequestLabels>
+  /** credential_broker_proxy_request_duration_seconds{credential}: until the answer was sent, body included. */
+  readonly proxyRequestDuration: HistogramHandle<CredentialLabel>
   /** credential_broker_grant_expiry_seconds{credential}; set directly or through setGrantExpirySource. */
   readonly grantExpiry: LabelledGaugeHandle<CredentialLabel>
   /** credential_broker_grant_lifetime_seconds{credential}: the held grant's whole lifetime (setGrantExpirySource). */
@@ -183,6 +189,8 @@ export interface CreateMetricsOptions {
 const tokenRequestBuckets = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
 /** A provider mint is a network round trip; the adapters time out at 10 s by default (timeout_ms). */
 const refreshBuckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+/** A proxied request is an upstream round trip plus its body; a loopback one takes about a millisecond. */
+const proxyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 /**
  * Creates and registers the broker's metrics on `registry` (a new Registry when omitted, never
@@ -193,22 +201,14 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> => new Counter({ name: `${metricPrefix}${name}`, help, labelNames, registers })
 
+  const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]): Histogram<L> => new Histogram({ name: `${metricPrefix}${name}`, help, labelNames, buckets, registers })
+
   const tokenRequests = counter('token_requests_total', 'Token requests by credential and how they were answered (hit_local, hit_store, refreshed, stale, error).', ['credential', 'result'] as const)
-  const tokenRequestDuration = new Histogram({
-    name: `${metricPrefix}token_request_duration_seconds`,
-    help: 'Time to answer a token request inside the broker, from authorization to a grant in hand.',
-    labelNames: ['credential'] as const,
-    buckets: tokenRequestBuckets,
-    registers
-  })
+  const tokenRequestDuration = histogram('token_request_duration_seconds', 'Time to answer a token request inside the broker, from authorization to a grant in hand.', ['credential'] as const, tokenRequestBuckets)
   const refreshes = counter('refreshes_total', 'Refresh attempts by provider, credential, result (success, transient_error, permanent_error, fenced_out) and reason (proactive, on_demand, rejected, rotation, forced).', ['provider', 'credential', 'result', 'reason'] as const)
-  const refreshDuration = new Histogram({
-    name: `${metricPrefix}refresh_duration_seconds`,
-    help: 'Duration of one provider mint or refresh call.',
-    labelNames: ['provider'] as const,
-    buckets: refreshBuckets,
-    registers
-  })
+  const refreshDuration = histogram('refresh_duration_seconds', 'Duration of one provider mint or refresh call.', ['provider'] as const, refreshBuckets)
+  const proxyRequests = counter('proxy_requests_total', 'Requests through the proxy route by credential, method and the answer\'s status class (upstream answers and the broker\'s own refusals alike).', ['credential', 'method', 'status_class'] as const)
+  const proxyRequestDuration = histogram('proxy_request_duration_seconds', 'Time to answer a proxied request, from its arrival to the last byte of the answer (a token rejection\'s refresh and retry included).', ['credential'] as const, proxyBuckets)
 
   const grants = createGrantGauges(registers)
   const leaseContention = counter('lease_contention_total', 'Refresh leases not taken because another replica or request held them.', ['credential'] as const)
@@ -229,6 +229,8 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
     tokenRequestDuration,
     refreshes,
     refreshDuration,
+    proxyRequests,
+    proxyRequestDuration,
     grantExpiry: grants.grantExpiry,
     grantLifetime: grants.grantLifetime,
     grantRefreshDue: grants.grantRefreshDue,

@@ -53,6 +53,20 @@ export function endpointUrl (credential: HostedCredential, path: string): URL {
   return endpointUrlOf(credential, descriptorOf(credential.provider).hosts, path)
 }
 
+type ProxiedCredential = HostedCredential & Pick<CredentialConfig, 'api_base_url'>
+
+/**
+ * Where the proxy sends a credential's API calls: its `api_base_url`, else the provider's documented API
+ * host for its environment (for Kivra, Kigo, Klavi and SIR Giving the API lives on the same documented host
+ * as the token endpoint, docs/providers.md, so `base_url` overrides both). Undefined for a provider without
+ * documented hosts (generic OAuth2): its API is wherever its `api_base_url` says.
+ */
+export function apiBaseUrlFor (credential: ProxiedCredential): string | undefined {
+  if (credential.api_base_url !== undefined) return credential.api_base_url.replace(/\/+$/, '')
+  if (descriptorOf(credential.provider).hosts === undefined) return undefined
+  return baseUrlFor(credential)
+}
+
 export interface ProviderRegistry {
   /** One adapter per provider kind. */
   readonly adapters: ReadonlyMap<ProviderKind, ProviderAdapter>

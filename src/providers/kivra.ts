@@ -98,6 +98,8 @@ export const kivraProvider: TokenProviderDescriptor = {
   optionalSecretFields: ['webhookSecret'],
   acceptsScope: true,
   alwaysBackendOnly: true,
+  // 40015 invalid token on a call made with the token; its HTTP status is 400 (docs/providers.md § Kivra).
+  invalidTokenCodes: ['40015'],
   webhookVerifier: kivraWebhookVerifier,
   createAdapter: createKivraAdapter
 }

@@ -123,6 +123,12 @@ interface ProviderDescriptorBase {
   readonly alwaysBackendOnly: boolean
   /** Verifies the provider's signed webhooks; undefined when it sends none we know of. */
   readonly webhookVerifier: WebhookVerifier | undefined
+  /**
+   * Provider error codes that, in an answer of the provider's API (the body's `code`, string or number, or
+   * the `x-error-code` header), mean "this token is not valid" whatever the HTTP status (Kivra 40015, a 400).
+   * A 401 always means so; this lists the other spellings. The proxy refreshes once and retries on either.
+   */
+  readonly invalidTokenCodes?: readonly string[] | undefined
   /** User-level sessions made with the credential's token (Kigo); undefined when the provider has none. */
   readonly userSessions?: (() => UserSessions) | undefined
 }

@@ -8,6 +8,7 @@ import { descriptorOf } from '../providers/catalog.js'
 import type { IssuedToken } from '../broker/types.js'
 import { fingerprint, grantFingerprint, userFingerprint } from '../broker/grant-identity.js'
 import { credentialDocs } from './operations.js'
+import { assertPartnerKeyExposed } from '../proxy/policy.js'
 import { CredentialIdParams, CredentialStatusSchema, MinTtl, TokenSchema, problems, toStatusBody } from './schemas.js'
 
 const expiryTexts = new WeakMap<IssuedToken['grant'], string>()
@@ -158,6 +159,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
     }
   }, async (request, reply) => {
     const credential = credentialOf(request)
+    assertPartnerKeyExposed(credential)
     const headers = await app.broker.sign(credential.id, {
       method: request.body.method.toUpperCase(),
       path: request.body.path,

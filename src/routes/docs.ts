@@ -58,7 +58,7 @@ export interface OperationSpec {
   /** camelCase, unique in the document; clients generate method names from it. */
   id: string
   summary: string
-  tag: 'tokens' | 'signing' | 'webhooks' | 'admin' | 'operations'
+  tag: 'tokens' | 'signing' | 'proxy' | 'webhooks' | 'admin' | 'operations'
   access: Access
   description?: string
   answers?: Record<number, AnswerDoc>
@@ -205,6 +205,7 @@ export const swaggerOptions: SwaggerOptions = {
     tags: [
       { name: 'tokens', description: 'Provider tokens' },
       { name: 'signing', description: 'Request signatures (SIR Giving)' },
+      { name: 'proxy', description: 'Provider API calls through the broker, the credential injected' },
       { name: 'webhooks', description: 'Webhook signature verification' },
       { name: 'admin', description: 'Operator view (admin callers only)' },
       { name: 'operations', description: 'Health, readiness, metrics and this document; no authentication' }

@@ -161,6 +161,8 @@ const problemDetails: Record<ErrorCode, { detail: string, instance?: string, ret
   CB_REFRESH_TIMEOUT: { detail: 'a refresh of credential "kivra-sandbox" is running and did not finish in time', retryAfter: 1 },
   CB_SECRET_UNAVAILABLE: { detail: 'the secret of credential "kivra-sandbox" could not be read (unavailable)', retryAfter: 5 },
   CB_NOT_READY: { detail: 'the broker is shutting down', retryAfter: 1 },
+  CB_UPSTREAM_UNAVAILABLE: { detail: 'the provider API could not be reached', instance: '/v1/credentials/kivra-sandbox/proxy/v1/tenant/abc/content' },
+  CB_UPSTREAM_TIMEOUT: { detail: 'the provider API did not answer within 10000 ms', instance: '/v1/credentials/kivra-sandbox/proxy/v1/tenant/abc/content' },
   CB_CALLER_KEYS_UNAVAILABLE: { detail: 'the caller key set (JWKS) could not be fetched; retry shortly', retryAfter: 5 }
 }
 

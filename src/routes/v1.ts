@@ -4,6 +4,7 @@ import type { CredentialConfig } from '../config.js'
 import { BrokerError } from '../errors.js'
 import { adminRoutes } from './admin.js'
 import { credentialRoutes } from './credentials.js'
+import { proxyRoutes } from './proxy.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -48,5 +49,6 @@ export const v1Routes: FastifyPluginAsync = async (app) => {
   })
 
   await app.register(credentialRoutes)
+  await app.register(proxyRoutes)
   await app.register(adminRoutes, { prefix: '/admin' })
 }

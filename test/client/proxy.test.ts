@@ -1,27 +1,48 @@
 /**
- * client.proxy against a stand-in of the broker's proxy route (broker-proxy-stand-in.ts: the broker does
- * not have the route yet; the stand-in follows issue 15's contract) and a real upstream HTTP server.
+ * client.proxy against the real broker's proxy route (buildTestApp: real Redis, listening on loopback),
+ * a Kivra stand-in minting the provider token, and a real upstream HTTP server as the credential's API.
  */
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import fc from 'fast-check'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { BrokerError, createBrokerClient, type BrokerClient } from '../../client/src/index.js'
+import { apiKeyCallers, buildTestApp, type TestApp } from '../support/app.js'
 import { freePort } from '../support/ports.js'
-import { startBrokerProxyStandIn, type BrokerProxyStandIn } from './broker-proxy-stand-in.js'
+import { bearerToken, startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 
 const apiKey = 'proxy-test-caller-key'
 const otherKey = 'proxy-test-other-key'
-const providerToken = 'provider-token-injected-by-the-broker'
+
+/** One request as the broker's server received it (URL exactly as received). */
+interface RouteRequest { method: string, url: string, headers: IncomingHttpHeaders }
+
+/** The real broker with two proxy credentials, recording what its server receives. */
+async function startBroker (kivra: KivraStandIn, apiBaseUrl: string): Promise<{ testApp: TestApp, url: string, requests: RouteRequest[], close: () => Promise<void> }> {
+  const credential = (id: string, api: string): Record<string, unknown> =>
+    ({ id, provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, api_base_url: api, allowed_callers: ['service'] })
+  const testApp = await buildTestApp({
+    credentialsFile: {
+      callers: apiKeyCallers({ service: apiKey, other: otherKey }),
+      credentials: [credential('kivra', apiBaseUrl), credential('kivra-dead', `http://127.0.0.1:${await freePort()}/api`)]
+    },
+    secrets: { 'secret/kivra': { ...kivra.secret } }
+  })
+  const requests: RouteRequest[] = []
+  testApp.app.server.on('request', (req) => { requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers }) })
+  await testApp.app.listen({ port: 0, host: '127.0.0.1' })
+  return { testApp, url: `http://127.0.0.1:${(testApp.app.server.address() as AddressInfo).port}`, requests, close: async () => { await testApp.close() } }
+}
 
 interface UpstreamRecord { method: string, url: string, headers: IncomingHttpHeaders, body: Buffer }
 
-describe('client.proxy (against a stand-in of the broker proxy route)', () => {
+describe('client.proxy (against the broker\'s proxy route)', () => {
   let upstream: Server
   let upstreamUrl: string
   const received: UpstreamRecord[] = []
   let holdBody: (() => void) | undefined
-  let broker: BrokerProxyStandIn
+  let kivra: KivraStandIn
+  let broker: Awaited<ReturnType<typeof startBroker>>
   let client: BrokerClient
 
   beforeAll(async () => {
@@ -49,14 +70,13 @@ describe('client.proxy (against a stand-in of the broker proxy route)', () => {
     })
     await new Promise<void>(resolve => { upstream.listen(0, '127.0.0.1', resolve) })
     upstreamUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
-    broker = await startBrokerProxyStandIn({
-      kivra: { apiBaseUrl: `${upstreamUrl}/api`, token: providerToken, allowedApiKeys: [apiKey] },
-      'kivra-dead': { apiBaseUrl: `http://127.0.0.1:${await freePort()}/api`, token: providerToken, allowedApiKeys: [apiKey] }
-    })
+    kivra = await startKivraStandIn()
+    broker = await startBroker(kivra, `${upstreamUrl}/api`)
     client = createBrokerClient({ baseUrl: broker.url, apiKey })
   })
   afterAll(async () => {
     await broker.close()
+    await kivra.close()
     upstream.closeAllConnections()
     await new Promise(resolve => { upstream.close(resolve) })
   })
@@ -75,8 +95,10 @@ describe('client.proxy (against a stand-in of the broker proxy route)', () => {
     expect(route).toEqual(['/v1/credentials/kivra/proxy/v1/tenants/a%20b/%C3%BCn%C3%AFcode?limit=10&q=x%20y'])
     expect(seen.map(request => request.url)).toEqual(['/api/v1/tenants/a%20b/%C3%BCn%C3%AFcode?limit=10&q=x%20y'])
     expect(broker.requests.at(-1)?.headers.authorization).toBe(`Bearer ${apiKey}`)
-    // What the broker does with it (its stand-in here): the provider token upstream, never the caller key.
-    expect(seen[0]?.headers.authorization).toBe(`Bearer ${providerToken}`)
+    // What the broker does with it: the provider token upstream, never the caller key.
+    const token = bearerToken(seen[0]?.headers.authorization)
+    expect(token).not.toBe(apiKey)
+    expect(kivra.isTokenValid(token as string)).toBe(true)
     expect(seen[0]?.headers['x-correlation']).toBe('c-1')
     expect(response.status).toBe(201)
     expect(response.headers.get('x-upstream')).toBe('yes')
@@ -122,6 +144,7 @@ describe('client.proxy (against a stand-in of the broker proxy route)', () => {
     ['an absolute URL with another scheme', 'javascript:alert(1)'],
     ['a NUL', '/v1/a\u0000b'],
     ['an encoded NUL', '/v1/a%00b'],
+    ['a %-escape that is not UTF-8', '/v1/%aa'],
     ['a line break', '/v1/a\r\nX-Injected: 1'],
     ['a fragment', '/v1/a#b'],
     ['a lone surrogate', '/v1/\uD800']
@@ -146,7 +169,7 @@ describe('client.proxy (against a stand-in of the broker proxy route)', () => {
       accepted++
       const url = broker.requests.at(-1)?.url as string
       expect(url.startsWith('/v1/credentials/kivra/proxy/')).toBe(true)
-      // The stand-in refuses escapes as the issue says the broker will: anything the client sent passed.
+      // The broker refuses escapes (src/proxy/path.ts): anything the client sent passed.
       expect(outcome).toBe(201)
       expect(new URL(url, 'http://x').pathname.startsWith('/v1/credentials/kivra/proxy/')).toBe(true)
     }), { numRuns: 300 })

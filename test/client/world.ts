@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
-import { buildTestApp, sha256Hex, type TestApp } from '../support/app.js'
+import { apiKeyCallers, buildTestApp, closeAll, type TestApp } from '../support/app.js'
 import { startKivraStandIn, startSirGivingStandIn, type KivraStandIn, type SirGivingStandIn } from '../support/providers/index.js'
 
 export const keys = {
@@ -74,10 +74,7 @@ export async function startClientWorld (): Promise<ClientWorld> {
   try {
     testApp = await buildTestApp({
       credentialsFile: {
-        callers: [
-          { id: 'service', api_key_sha256: sha256Hex(keys.service) },
-          { id: 'other', api_key_sha256: sha256Hex(keys.other) }
-        ],
+        callers: apiKeyCallers(keys),
         credentials: [
           credential('kivra', 'kivra', kivra),
           credential('kivra-short', 'kivra', kivraShort),
@@ -99,7 +96,7 @@ export async function startClientWorld (): Promise<ClientWorld> {
       }
     })
   } catch (err) {
-    await Promise.all(standIns.map(async standIn => { await standIn.close() }))
+    await closeAll(standIns)
     throw err
   }
 
@@ -140,7 +137,7 @@ export async function startClientWorld (): Promise<ClientWorld> {
     onAnswered: (listener) => { answered = listener },
     close: async () => {
       await testApp.close()
-      await Promise.all(standIns.map(async standIn => { await standIn.close() }))
+      await closeAll(standIns)
     }
   }
 }

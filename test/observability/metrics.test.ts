@@ -19,7 +19,9 @@ const contract: Record<string, { type: 'counter' | 'gauge' | 'histogram', labels
   credential_broker_readiness_state: { type: 'gauge', labels: [] },
   credential_broker_secret_rotations_total: { type: 'counter', labels: ['credential'] },
   credential_broker_secret_rollbacks_total: { type: 'counter', labels: ['credential'] },
-  credential_broker_secret_rolled_back: { type: 'gauge', labels: ['credential'] }
+  credential_broker_secret_rolled_back: { type: 'gauge', labels: ['credential'] },
+  credential_broker_proxy_requests_total: { type: 'counter', labels: ['credential', 'method', 'status_class'] },
+  credential_broker_proxy_request_duration_seconds: { type: 'histogram', labels: ['credential'] }
 }
 
 async function valuesOf (registry: Registry, name: string): Promise<Array<{ labels: Record<string, string | number>, value: number, metricName?: string }>> {
@@ -61,6 +63,8 @@ describe('createMetrics', () => {
     metrics.vaultAuthenticated.set({ kind: 'vault', embedded: 'false' }, 1)
     metrics.redisUp.set({ kind: 'redis', embedded: 'false' }, 1)
     metrics.readinessState.set(2)
+    metrics.proxyRequests.inc({ credential: 'kivra-sandbox', method: 'GET', status_class: '2xx' })
+    metrics.proxyRequestDuration.observe({ credential: 'kivra-sandbox' }, 0.004)
     const scraped = await metrics.registry.getMetricsAsJSON()
     const ours = scraped.filter(metric => metric.name.startsWith('credential_broker_'))
     expect(ours.map(metric => metric.name).sort()).toEqual(Object.keys(contract).sort())

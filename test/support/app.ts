@@ -49,6 +49,16 @@ export function sha256Hex (text: string): string {
   return createHash('sha256').update(text).digest('hex')
 }
 
+/** API-key callers for a credentials file, one per entry of `keys` (caller id → the key it presents). */
+export function apiKeyCallers (keys: Readonly<Record<string, string>>): Array<{ id: string, api_key_sha256: string }> {
+  return Object.entries(keys).map(([id, key]) => ({ id, api_key_sha256: sha256Hex(key) }))
+}
+
+/** Closes every stand-in (or anything with close()) at once. */
+export async function closeAll (closables: ReadonlyArray<{ close: () => Promise<void> }>): Promise<void> {
+  await Promise.all(closables.map(async closable => { await closable.close() }))
+}
+
 /**
  * Builds the real app (buildApp) against real Redis with a unique key prefix, a credentials file and a
  * secrets file written to a temp dir, and a log capture. Not listening; use inject() or listen on port 0.
