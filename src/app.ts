@@ -10,6 +10,7 @@ import type { Config } from './config.js'
 import { frameworkErrorHandler, registerProblemHandlers } from './problem.js'
 import { createAuditLogger, createLogger } from './observability/logger.js'
 import { metricsPlugin } from './observability/plugin.js'
+import { lazyRequestLogger } from './observability/request-logger.js'
 import type { Metrics } from './observability/metrics.js'
 import { secretsPlugin } from './secrets/plugin.js'
 import type { SecretSource } from './secrets/types.js'
@@ -48,39 +49,6 @@ declare module 'fastify' {
   }
 }
 
-const logMethods = new Set<PropertyKey>(['info', 'error', 'debug', 'fatal', 'warn', 'trace', 'silent', 'child'])
-
-/**
- * A logger that creates the real child logger only when a log method is called or another property is
- * read. Looking a method up (Fastify checks that each exists on every request's logger) creates nothing.
- */
-function lazyChildLogger (create: () => FastifyBaseLogger): FastifyBaseLogger {
-  let child: FastifyBaseLogger | undefined
-  const stubs = new Map<PropertyKey, (...args: unknown[]) => unknown>()
-  return new Proxy({} as FastifyBaseLogger, {
-    get (_target, property) {
-      if (child === undefined && logMethods.has(property)) {
-        let stub = stubs.get(property)
-        if (stub === undefined) {
-          stub = (...args: unknown[]) => {
-            child ??= create()
-            return (Reflect.get(child, property, child) as (...args: unknown[]) => unknown).apply(child, args)
-          }
-          stubs.set(property, stub)
-        }
-        return stub
-      }
-      child ??= create()
-      const value = Reflect.get(child, property, child) as unknown
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(child) : value
-    },
-    set (_target, property, value) {
-      child ??= create()
-      return Reflect.set(child, property, value, child)
-    }
-  })
-}
-
 /** Largest request body any route accepts; webhook bodies are the biggest and stay well under it. */
 const bodyLimitBytes = 1_048_576 * 2
 
@@ -105,7 +73,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     logController: new LogController({ disableRequestLogging: !['debug', 'trace'].includes(config.logLevel) }),
     // The per-request child logger is made on first use: most token requests never log through it, and
     // making one (pino redacts its bindings) costs a twentieth of a cache hit.
-    childLoggerFactory: (parent, bindings, options) => lazyChildLogger(() => parent.child(bindings, options)),
+    childLoggerFactory: lazyRequestLogger,
     bodyLimit: bodyLimitBytes,
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
@@ -126,9 +94,11 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   // close() started would otherwise hold the process open until the grace period ends.
   let shuttingDown = false
   app.addHook('preClose', async () => { shuttingDown = true })
-  app.addHook('onSend', async (request, reply) => {
+  // A callback hook, not an async one: a cache hit is answered without a promise (issue 12).
+  app.addHook('onSend', (request, reply, payload, done) => {
     void reply.header('x-request-id', request.id)
     if (shuttingDown) void reply.header('connection', 'close')
+    done(null, payload)
   })
 
   await app.register(swagger, {
