@@ -8,7 +8,8 @@ import type { JWTVerifyGetKey } from 'jose'
 import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { frameworkErrorHandler, registerProblemHandlers } from './problem.js'
-import { createAuditLogger, createLogger } from './observability/logger.js'
+import { createLogger } from './observability/logger.js'
+import { createAuditTrail, streamOf, type AuditTrail } from './observability/audit.js'
 import { metricsPlugin } from './observability/plugin.js'
 import { lazyRequestLogger } from './observability/request-logger.js'
 import type { Metrics } from './observability/metrics.js'
@@ -44,8 +45,8 @@ declare module 'fastify' {
     config: Config
     /** The same pino logger as `log`, typed as pino's Logger for the services that take one. */
     logger: Logger
-    /** One line per token handed out (see createAuditLogger). */
-    audit: Logger
+    /** The audit trail (observability/audit.ts): one line per token, signature, admin action, denial… */
+    audit: AuditTrail
   }
 }
 
@@ -55,7 +56,7 @@ const bodyLimitBytes = 1_048_576 * 2
 const configPlugin = fp<{ config: Config, logger: Logger }>(async (app, { config, logger }) => {
   app.decorate('config', config)
   app.decorate('logger', logger)
-  app.decorate('audit', createAuditLogger(logger))
+  app.decorate('audit', createAuditTrail(streamOf(logger)))
 }, { name: 'config', fastify: '5.x' })
 
 /**
@@ -75,7 +76,9 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     // making one (pino redacts its bindings) costs a twentieth of a cache hit.
     childLoggerFactory: lazyRequestLogger,
     bodyLimit: bodyLimitBytes,
-    requestIdHeader: 'x-request-id',
+    // Our own request id on every request: a caller's x-request-id is whatever the caller sent, so it is
+    // kept beside ours in the audit line (caller_request_id), never used as ours.
+    requestIdHeader: false,
     genReqId: () => randomUUID(),
     return503OnClosing: true,
     // Keep-alive sockets would hold a rolling restart for their whole idle timeout; close them on shutdown.

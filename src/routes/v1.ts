@@ -59,6 +59,11 @@ export const v1Routes: FastifyPluginAsync = async (app) => {
     }
     authenticator.authenticate(request.headers.authorization).then(verified => { admitted(request, reply, verified, adminOnly, done) }, done)
   }
+  // One audit line per denial, with its code (the fixed words of our own errors; never a credential).
+  app.addHook('onError', (request, _reply, error, done) => {
+    if (error instanceof BrokerError && (error.statusCode === 401 || error.statusCode === 403 || error.statusCode === 429)) app.audit.denied(request, error.code, error.statusCode)
+    done()
+  })
   const authenticateAny = authenticate(false)
   const authenticateAdmin = authenticate(true)
   // Route-level hooks, first in each route's list: whether a route is for admins is known here, once,
