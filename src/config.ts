@@ -22,6 +22,13 @@ export const embeddedSecretsFile = join(embeddedDir, 'secrets.example.json')
 
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional())
 
+/**
+ * 120,000 a minute = 2,000 requests a second per caller per window: a single internal service asking
+ * "hundreds of times a second" (issue 13: ~1,000 req/s) stays well inside it. Callers may have their own
+ * (callers[].rate_limit_per_minute).
+ */
+export const defaultRateLimitPerMinute = 120_000
+
 export const EnvSchema = z.object({
   PORT: z.preprocess(emptyToUndefined, z.coerce.number({ error: 'expected a port number' })
     .int('expected a whole port number').min(0, 'expected 0-65535').max(65535, 'expected 0-65535').default(8080)),
@@ -69,7 +76,7 @@ export const EnvSchema = z.object({
    * and the limit is there to stop a runaway client, not to shape normal traffic.
    */
   RATE_LIMIT_PER_MINUTE: z.preprocess(emptyToUndefined, z.coerce.number({ error: 'expected a number of requests per minute' })
-    .int('expected a whole number of requests per minute').min(1, 'expected at least 1').max(1_000_000_000, 'expected at most 1000000000').default(6000)),
+    .int('expected a whole number of requests per minute').min(1, 'expected at least 1').max(1_000_000_000, 'expected at most 1000000000').default(defaultRateLimitPerMinute)),
   TOKEN_ENCRYPTION_KEY: optionalString,
   NODE_ENV: optionalString
 })

@@ -111,9 +111,10 @@ export const rateLimitPlugin = fp(async (app) => {
 
   app.decorate('callerRateLimit', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
     // Only ever called after authentication: an unauthenticated request has already been answered 401.
-    const key = request.caller?.id ?? 'anonymous'
-    const counted = store.count(key)
-    if (counted instanceof Promise) counted.then(result => { admit(request, reply, max, result, done) }, () => { admit(request, reply, max, uncounted, done) })
-    else admit(request, reply, max, counted, done)
+    const caller = request.caller
+    const limit = caller?.rate_limit_per_minute ?? max
+    const counted = store.count(caller?.id ?? 'anonymous')
+    if (counted instanceof Promise) counted.then(result => { admit(request, reply, limit, result, done) }, () => { admit(request, reply, limit, uncounted, done) })
+    else admit(request, reply, limit, counted, done)
   })
 }, { name: 'rate-limit', fastify: '5.x', dependencies: ['config', 'auth'] })
