@@ -66,7 +66,7 @@ export function streamOf (logger: Logger): DestinationStream {
 }
 
 /** Audit lines' time field, as pino writes it (the same function for the pino instance and the token lines). */
-const timestamp = pino.stdTimeFunctions.epochTime
+const timestamp = pino.stdTimeFunctions.isoTime
 const infoLevel = 30
 
 /** The audit trail writing into `destination` (the main log's stream: see logger.ts). */

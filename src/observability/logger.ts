@@ -1,5 +1,5 @@
 import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino'
-import { CredentialBrokerError } from '../errors.js'
+import { BrokerError, CredentialBrokerError, ProviderError, SecretError, StoreError } from '../errors.js'
 
 /**
  * The one redaction list. Paths cover request headers, provider grants and secrets wherever they may be
@@ -40,11 +40,24 @@ export const redactPaths = [
 const safeErrorFields = ['code', 'kind', 'reason', 'status', 'statusCode', 'providerCode', 'correlationId', 'retryAfterMs', 'retryAfterSeconds'] as const
 
 /**
+ * A failure the broker expects and handles (a provider's 5xx, timeout or reset; Redis or Vault
+ * unreachable), or a caller's answer made of one: its message, kind and code say everything, and a stack
+ * trace per retry would only bury the log. Stacks of these appear at LOG_LEVEL=debug.
+ */
+export function isExpectedTransient (err: unknown): boolean {
+  if (err instanceof ProviderError) return err.kind === 'transient'
+  if (err instanceof SecretError || err instanceof StoreError) return err.kind === 'unavailable'
+  if (err instanceof BrokerError) return err.statusCode === 503 && err.cause !== undefined && isExpectedTransient(err.cause)
+  return false
+}
+
+/**
  * Serializes an error by copying only fields known to be safe. Messages of our own errors never carry
  * secrets; foreign errors (axios, undici, ioredis) keep their class and code but lose everything else
- * that could embed a request (headers, config, bodies).
+ * that could embed a request (headers, config, bodies). `transientStacks: false` leaves out the stack of
+ * expected transient failures (isExpectedTransient), as the logger does below debug.
  */
-export function serializeError (err: unknown, depth = 0): Record<string, unknown> {
+export function serializeError (err: unknown, depth = 0, options: { transientStacks: boolean } = { transientStacks: true }): Record<string, unknown> {
   if (!(err instanceof Error)) return { type: typeof err }
   const ours = err instanceof CredentialBrokerError
   const out: Record<string, unknown> = {
@@ -56,8 +69,8 @@ export function serializeError (err: unknown, depth = 0): Record<string, unknown
     const value = record[field]
     if (typeof value === 'string' || typeof value === 'number') out[field] = value
   }
-  if (err.stack !== undefined && ours) out.stack = err.stack.split('\n').slice(0, 6).join('\n')
-  if (err.cause !== undefined && depth < 3) out.cause = serializeError(err.cause, depth + 1)
+  if (err.stack !== undefined && ours && (options.transientStacks || !isExpectedTransient(err))) out.stack = err.stack.split('\n').slice(0, 6).join('\n')
+  if (err.cause !== undefined && depth < 3) out.cause = serializeError(err.cause, depth + 1, options)
   return out
 }
 
@@ -71,12 +84,16 @@ function sanitizeForeignMessage (message: string): string {
 }
 
 export function loggerOptions (level: string): LoggerOptions {
+  const transientStacks = level === 'debug' || level === 'trace'
+  const errorSerializer = (err: unknown): Record<string, unknown> => serializeError(err, 0, { transientStacks })
   return {
     level,
+    // ISO 8601 times ("2026-12-02T01:40:00.000Z"): what log stores parse without a mapping.
+    timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: redactPaths, censor: '[redacted]' },
     serializers: {
-      err: serializeError,
-      error: serializeError,
+      err: errorSerializer,
+      error: errorSerializer,
       req: (req: { method?: string, url?: string, id?: string }) => ({ method: req.method, url: req.url, id: req.id }),
       res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode })
     }

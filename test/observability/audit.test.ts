@@ -1,30 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bearer, keys, startApiWorld, type ApiWorld } from '../api/world.js'
 import { sleep } from '../../src/time.js'
-
-/** JSON.parse keeps the last of two equal keys; a log store (Elasticsearch) rejects the line. */
-function duplicateKeys (line: string): string[] {
-  const seen = new Set<string>()
-  const duplicates: string[] = []
-  // Top-level keys of a pino line: every key is a JSON string followed by a colon at depth 1.
-  let depth = 0
-  for (let at = 0; at < line.length; at++) {
-    const char = line[at]
-    if (char === '{' || char === '[') depth++
-    else if (char === '}' || char === ']') depth--
-    else if (char === '"') {
-      let end = at + 1
-      while (line[end] !== '"') end += line[end] === '\\' ? 2 : 1
-      if (depth === 1 && line[end + 1] === ':') {
-        const key = line.slice(at + 1, end)
-        if (seen.has(key)) duplicates.push(key)
-        seen.add(key)
-      }
-      at = end
-    }
-  }
-  return duplicates
-}
+import { duplicateKeys } from '../support/json-keys.js'
 
 describe('audit trail', () => {
   let world: ApiWorld
