@@ -323,8 +323,16 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
   }
 }
 
+/** Shorter runs for a quick look (BENCH_ROUNDS, BENCH_SECONDS); the defaults are what the README reports. */
+export function throughputOptionsFromEnv (env: NodeJS.ProcessEnv = process.env): ThroughputOptions {
+  return {
+    ...(env.BENCH_ROUNDS === undefined ? {} : { rounds: Number(env.BENCH_ROUNDS) }),
+    ...(env.BENCH_SECONDS === undefined ? {} : { durationSeconds: Number(env.BENCH_SECONDS), pacedSeconds: Number(env.BENCH_SECONDS) })
+  }
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const result = await runThroughput()
+  const result = await runThroughput(throughputOptionsFromEnv())
   writeFileSync(new URL('results/throughput.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`)
   console.log(JSON.stringify(result, null, 2))
 }

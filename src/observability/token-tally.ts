@@ -23,9 +23,12 @@ export class LocallyCountedHistogram extends Histogram<'credential'> {
   constructor (configuration: HistogramConfiguration<'credential'> & { buckets: number[] }) {
     super(configuration)
     this.upper = [...configuration.buckets].sort((a, b) => a - b)
+    // prom-client's constructor sets `observe` on the instance (with or without exemplars), which would
+    // shadow a method of this class: replace it the same way.
+    this.observe = this.observeLocally.bind(this) as Histogram<'credential'>['observe']
   }
 
-  override observe (labels: unknown, value?: number): void {
+  private observeLocally (labels: unknown, value?: number): void {
     const credentialLabel = (labels as { credential?: unknown } | undefined)?.credential
     if (typeof labels !== 'object' || value === undefined || credentialLabel === undefined) throw new TypeError('token_request_duration_seconds takes a credential label and a value')
     if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`)
