@@ -64,7 +64,7 @@ const configPlugin = fp<{ config: Config, logger: Logger }>(async (app, { config
  * metrics, secrets (Vault login), store (may need a key from Vault), broker (needs both), auth, rate limit, routes.
  */
 export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
-  const logger = overrides.logger ?? createLogger(config.logLevel)
+  const logger = overrides.logger ?? createLogger(config.logLevel, undefined, config.logFormat)
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger at run time; only the declared types differ (msgPrefix).
     loggerInstance: logger as unknown as FastifyBaseLogger,

@@ -34,6 +34,8 @@ export const EnvSchema = z.object({
     .int('expected a whole port number').min(0, 'expected 0-65535').max(65535, 'expected 0-65535').default(8080)),
   HOST: z.preprocess(emptyToUndefined, z.string().default('0.0.0.0')),
   LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  /** `pretty`: coloured lines through pino-pretty (a dev dependency), for a person reading a terminal. */
+  LOG_FORMAT: z.preprocess(emptyToUndefined, z.enum(['json', 'pretty']).default('json')),
   CREDENTIALS_FILE: optionalString,
   REDIS_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional()),
   REDIS_KEY_PREFIX: z.preprocess(emptyToUndefined, z.string()
@@ -86,6 +88,8 @@ export interface Config {
   readonly port: number
   readonly host: string
   readonly logLevel: Env['LOG_LEVEL']
+  /** LOG_FORMAT: JSON lines (default) or pino-pretty's for development. */
+  readonly logFormat: Env['LOG_FORMAT']
   readonly production: boolean
   readonly credentialsFile: string
   readonly usingExampleCredentials: boolean
@@ -188,6 +192,7 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
     port: env.PORT,
     host: env.HOST,
     logLevel: env.LOG_LEVEL,
+    logFormat: env.LOG_FORMAT,
     production,
     credentialsFile,
     usingExampleCredentials,

@@ -1,5 +1,6 @@
 import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino'
-import { BrokerError, CredentialBrokerError, ProviderError, SecretError, StoreError } from '../errors.js'
+import { createRequire } from 'node:module'
+import { BrokerError, ConfigError, CredentialBrokerError, ProviderError, SecretError, StoreError } from '../errors.js'
 
 /**
  * The one redaction list. Paths cover request headers, provider grants and secrets wherever they may be
@@ -119,7 +120,20 @@ export function batchedStdout (): DestinationStream & { flushSync: () => void } 
   return pino.destination({ dest: 1, sync: false, minLength: batchBytes, periodicFlush: logFlushIntervalMs })
 }
 
-/** The broker's logger; without a destination it writes to stdout in batches (batchedStdout). */
-export function createLogger (level: string, destination?: DestinationStream): Logger {
-  return pino(loggerOptions(level), destination ?? batchedStdout())
+/**
+ * stdout through pino-pretty (LOG_FORMAT=pretty), in pino's worker thread. pino-pretty is a dev dependency:
+ * an image built without dev dependencies says so at start instead of failing on the first line.
+ */
+function prettyStdout (): DestinationStream {
+  try {
+    createRequire(import.meta.url).resolve('pino-pretty')
+  } catch {
+    throw new ConfigError(['LOG_FORMAT: "pretty" needs pino-pretty, a development dependency (npm install); use "json" in production'])
+  }
+  return pino.transport({ target: 'pino-pretty', options: { destination: 1, translateTime: 'SYS:standard' } }) as DestinationStream
+}
+
+/** The broker's logger; without a destination it writes to stdout in batches (batchedStdout), or pretty. */
+export function createLogger (level: string, destination?: DestinationStream, format: 'json' | 'pretty' = 'json'): Logger {
+  return pino(loggerOptions(level), destination ?? (format === 'pretty' ? prettyStdout() : batchedStdout()))
 }

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startApiWorld, type ApiWorld } from '../api/world.js'
 import { waitFor } from '../support/wait.js'
 import { duplicateKeys } from '../support/json-keys.js'
+import { loadConfig } from '../../src/config.js'
+import { ConfigError } from '../../src/errors.js'
 
 /** Expected transient failures (issue 13 item 5): message, kind and code without a stack, except at debug. */
 describe.each(['info', 'debug'] as const)('log lines at LOG_LEVEL=%s', (logLevel) => {
@@ -40,5 +42,13 @@ describe.each(['info', 'debug'] as const)('log lines at LOG_LEVEL=%s', (logLevel
       expect(entry.time, line).toEqual(expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/))
       expect(duplicateKeys(line), line).toEqual([])
     }
+  })
+})
+
+describe('LOG_FORMAT', () => {
+  it('is json by default, pretty when asked, and anything else is a configuration error', () => {
+    expect(loadConfig({ LOG_LEVEL: 'silent' }).logFormat).toBe('json')
+    expect(loadConfig({ LOG_LEVEL: 'silent', LOG_FORMAT: 'pretty' }).logFormat).toBe('pretty')
+    expect(() => loadConfig({ LOG_LEVEL: 'silent', LOG_FORMAT: 'fancy' })).toThrow(ConfigError)
   })
 })
