@@ -1,13 +1,20 @@
 /**
- * The baseline of the throughput bench: a bare Fastify 5 app with one route answering a fixed JSON body
- * (BARE_BODY, the same size as the broker's token answer). No logger, no plugins, no hooks: what the
- * broker's token route is compared against. Listens on 127.0.0.1:PORT and prints "listening" when ready.
+ * The baseline of the throughput bench: a bare Fastify 5 app with one route that reads the Authorization
+ * header and answers the broker's body (BARE_BODY: the broker's token answer with the token replaced by as
+ * many characters) with the broker's response headers (BARE_HEADERS, in the broker's order; the request id
+ * is a fixed value of a UUID's length). No logger, no plugins, no hooks. Listens on 127.0.0.1:PORT and
+ * prints "listening" when ready.
  */
 import Fastify from 'fastify'
 
 const body = JSON.parse(process.env.BARE_BODY ?? '{}') as Record<string, unknown>
+const headers = JSON.parse(process.env.BARE_HEADERS ?? '[]') as Array<[string, string]>
 const app = Fastify()
-app.get('/token', async (_request, reply) => await reply.header('cache-control', 'no-store').send(body))
+app.get('/v1/credentials/:id/token', (request, reply) => {
+  if (request.headers.authorization === undefined) return reply.code(401).send({})
+  for (const [name, value] of headers) void reply.header(name, value)
+  return reply.send(body)
+})
 await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' })
 console.log('listening')
 

@@ -21,7 +21,8 @@ import { sha256Hex, tempFile } from '../test/support/app.js'
 import { startBroker, type BrokerProcess } from '../test/support/process.js'
 import { startKivraStandIn } from '../test/support/providers/index.js'
 import { benchRedis } from './redis.js'
-import { compileServers, load, mean, startBare, type LoadFigures, type LoadTarget } from './throughput.js'
+import { load, mean, type LoadFigures, type LoadTarget } from './load.js'
+import { compileServers, startBare } from './throughput.js'
 
 type Target = 'direct' | 'proxied'
 
@@ -73,7 +74,7 @@ export async function runProxyBench (options: { connections?: number, durationSe
   let upstream: Awaited<ReturnType<typeof startBare>> | undefined
   try {
     compileServers()
-    upstream = await startBare(body)
+    upstream = await startBare(body, [])
     const upstreamBase = new URL(upstream.url).origin
     broker = await startBroker({
       LOG_LEVEL: 'info',

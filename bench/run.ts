@@ -8,13 +8,13 @@ import { writeFileSync } from 'node:fs'
 import { runAmplification } from './amplification.js'
 import { runProxyBench } from './proxy.js'
 import { runScaleComparison } from './scale.js'
-import { runThroughput } from './throughput.js'
+import { runThroughput, throughputOptionsFromEnv } from './throughput.js'
 
 const benches: Record<string, () => Promise<object>> = {
   // scale first: it reads this process's own memory, which the other benches' load generators would inflate.
   // Paced, then unpaced as the baseline (memory figures are the paced run's: it runs first).
   scale: async () => await runScaleComparison(),
-  throughput: async () => await runThroughput(),
+  throughput: async () => await runThroughput(throughputOptionsFromEnv()),
   amplification: async () => await runAmplification(),
   proxy: async () => await runProxyBench()
 }

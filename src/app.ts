@@ -9,8 +9,10 @@ import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { createBrokerHttpServer, type BrokerHttpServer } from './http-server.js'
 import { clientErrorHandler, frameworkErrorHandler, registerProblemHandlers } from './problem.js'
-import { createAuditLogger, createLogger } from './observability/logger.js'
+import { createLogger } from './observability/logger.js'
+import { createAuditTrail, streamOf, type AuditTrail } from './observability/audit.js'
 import { metricsPlugin } from './observability/plugin.js'
+import { lazyRequestLogger } from './observability/request-logger.js'
 import type { Metrics } from './observability/metrics.js'
 import { secretsPlugin } from './secrets/plugin.js'
 import type { SecretSource } from './secrets/types.js'
@@ -45,44 +47,11 @@ declare module 'fastify' {
     config: Config
     /** The same pino logger as `log`, typed as pino's Logger for the services that take one. */
     logger: Logger
-    /** One line per token handed out (see createAuditLogger). */
-    audit: Logger
+    /** The audit trail (observability/audit.ts): one line per token, signature, proxied request, admin action, denial… */
+    audit: AuditTrail
     /** The HTTP server's connection policy; `drain` is the first step of shutdown (src/main.ts). */
     connections: BrokerHttpServer
   }
-}
-
-const logMethods = new Set<PropertyKey>(['info', 'error', 'debug', 'fatal', 'warn', 'trace', 'silent', 'child'])
-
-/**
- * A logger that creates the real child logger only when a log method is called or another property is
- * read. Looking a method up (Fastify checks that each exists on every request's logger) creates nothing.
- */
-function lazyChildLogger (create: () => FastifyBaseLogger): FastifyBaseLogger {
-  let child: FastifyBaseLogger | undefined
-  const stubs = new Map<PropertyKey, (...args: unknown[]) => unknown>()
-  return new Proxy({} as FastifyBaseLogger, {
-    get (_target, property) {
-      if (child === undefined && logMethods.has(property)) {
-        let stub = stubs.get(property)
-        if (stub === undefined) {
-          stub = (...args: unknown[]) => {
-            child ??= create()
-            return (Reflect.get(child, property, child) as (...args: unknown[]) => unknown).apply(child, args)
-          }
-          stubs.set(property, stub)
-        }
-        return stub
-      }
-      child ??= create()
-      const value = Reflect.get(child, property, child) as unknown
-      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(child) : value
-    },
-    set (_target, property, value) {
-      child ??= create()
-      return Reflect.set(child, property, value, child)
-    }
-  })
 }
 
 /** Largest request body any route accepts; webhook bodies are the biggest and stay well under it. */
@@ -91,7 +60,7 @@ const bodyLimitBytes = 1_048_576 * 2
 const configPlugin = fp<{ config: Config, logger: Logger }>(async (app, { config, logger }) => {
   app.decorate('config', config)
   app.decorate('logger', logger)
-  app.decorate('audit', createAuditLogger(logger))
+  app.decorate('audit', createAuditTrail(streamOf(logger)))
 }, { name: 'config', fastify: '5.x' })
 
 /**
@@ -99,7 +68,7 @@ const configPlugin = fp<{ config: Config, logger: Logger }>(async (app, { config
  * metrics, secrets (Vault login), store (may need a key from Vault), broker (needs both), auth, rate limit, routes.
  */
 export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
-  const logger = overrides.logger ?? createLogger(config.logLevel)
+  const logger = overrides.logger ?? createLogger(config.logLevel, undefined, config.logFormat)
   const connections = createBrokerHttpServer({ maxConnections: config.maxConnections, log: logger })
   const app = Fastify({
     // pino's Logger is a FastifyBaseLogger at run time; only the declared types differ (msgPrefix).
@@ -110,9 +79,11 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     logController: new LogController({ disableRequestLogging: !['debug', 'trace'].includes(config.logLevel) }),
     // The per-request child logger is made on first use: most token requests never log through it, and
     // making one (pino redacts its bindings) costs a twentieth of a cache hit.
-    childLoggerFactory: (parent, bindings, options) => lazyChildLogger(() => parent.child(bindings, options)),
+    childLoggerFactory: lazyRequestLogger,
     bodyLimit: bodyLimitBytes,
-    requestIdHeader: 'x-request-id',
+    // Our own request id on every request: a caller's x-request-id is whatever the caller sent, so it is
+    // kept beside ours in the audit line (caller_request_id), never used as ours.
+    requestIdHeader: false,
     genReqId: () => randomUUID(),
     // Timeouts, the connection cap and the shutdown drain live in the server (src/http-server.ts).
     serverFactory: connections.serverFactory,
@@ -137,7 +108,11 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   // Once shutdown has begun, every answer closes its connection: a keep-alive socket that goes idle after
   // close() started would otherwise hold the process open until the grace period ends.
   app.addHook('preClose', async () => { connections.closeConnectionsAfterAnswer() })
-  app.addHook('onSend', async (request, reply) => { void reply.header('x-request-id', request.id) })
+  // A callback hook, not an async one: a cache hit is answered without a promise (issue 12).
+  app.addHook('onSend', (request, reply, payload, done) => {
+    void reply.header('x-request-id', request.id)
+    done(null, payload)
+  })
 
   // The document's frame, operation ids, headers and examples: src/routes/docs.ts.
   await app.register(swagger, swaggerOptions)

@@ -23,11 +23,20 @@ export const embeddedSecretsFile = join(embeddedDir, 'secrets.example.json')
 
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional())
 
+/**
+ * 120,000 a minute = 2,000 requests a second per caller per window: a single internal service asking
+ * "hundreds of times a second" (issue 13: ~1,000 req/s) stays well inside it. Callers may have their own
+ * (callers[].rate_limit_per_minute).
+ */
+export const defaultRateLimitPerMinute = 120_000
+
 export const EnvSchema = z.object({
   PORT: z.preprocess(emptyToUndefined, z.coerce.number({ error: 'expected a port number' })
     .int('expected a whole port number').min(0, 'expected 0-65535').max(65535, 'expected 0-65535').default(8080)),
   HOST: z.preprocess(emptyToUndefined, z.string().default('0.0.0.0')),
   LOG_LEVEL: z.preprocess(emptyToUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  /** `pretty`: coloured lines through pino-pretty (a dev dependency), for a person reading a terminal. */
+  LOG_FORMAT: z.preprocess(emptyToUndefined, z.enum(['json', 'pretty']).default('json')),
   CREDENTIALS_FILE: optionalString,
   REDIS_URL: z.preprocess(emptyToUndefined, z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional()),
   REDIS_KEY_PREFIX: z.preprocess(emptyToUndefined, z.string()
@@ -70,7 +79,7 @@ export const EnvSchema = z.object({
    * and the limit is there to stop a runaway client, not to shape normal traffic.
    */
   RATE_LIMIT_PER_MINUTE: z.preprocess(emptyToUndefined, z.coerce.number({ error: 'expected a number of requests per minute' })
-    .int('expected a whole number of requests per minute').min(1, 'expected at least 1').max(1_000_000_000, 'expected at most 1000000000').default(6000)),
+    .int('expected a whole number of requests per minute').min(1, 'expected at least 1').max(1_000_000_000, 'expected at most 1000000000').default(defaultRateLimitPerMinute)),
   TOKEN_ENCRYPTION_KEY: optionalString,
   /** Open HTTP connections this process accepts at once; past it new connections are closed unanswered. */
   MAX_CONNECTIONS: z.preprocess(emptyToUndefined, z.coerce.number({ error: 'expected a number of connections' })
@@ -83,6 +92,8 @@ export interface Config {
   readonly port: number
   readonly host: string
   readonly logLevel: Env['LOG_LEVEL']
+  /** LOG_FORMAT: JSON lines (default) or pino-pretty's for development. */
+  readonly logFormat: Env['LOG_FORMAT']
   readonly production: boolean
   readonly credentialsFile: string
   readonly usingExampleCredentials: boolean
@@ -204,6 +215,7 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
     port: env.PORT,
     host: env.HOST,
     logLevel: env.LOG_LEVEL,
+    logFormat: env.LOG_FORMAT,
     production,
     credentialsFile,
     usingExampleCredentials,

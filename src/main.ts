@@ -32,7 +32,12 @@ try {
 // A taken port is found before anything starts or logs.
 await assertPortFree('the broker', config.host, config.port).catch((err: unknown) => exitOnPortInUse(err, portHint))
 
-const logger = createLogger(config.logLevel)
+let logger: ReturnType<typeof createLogger>
+try {
+  logger = createLogger(config.logLevel, undefined, config.logFormat)
+} catch (err) {
+  exitOnConfigError(err)
+}
 // The example credentials point at provider stand-ins: start them first, in this process, so the first
 // proactive mint succeeds and the README's requests answer with nothing configured. Never in production.
 let standIns: EmbeddedStandIns | undefined

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
+import * as crypto from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createLocalJWKSet, createRemoteJWKSet, errors as joseErrors, jwksCache, jwtVerify, type JWKSCacheInput, type JWTVerifyGetKey } from 'jose'
 import type { Logger } from 'pino'
@@ -8,7 +8,21 @@ import { BrokerError, ConfigError } from '../errors.js'
 export interface Authenticator {
   /** The caller presenting `authorization`, or a CB_UNAUTHENTICATED / CB_FORBIDDEN error. */
   authenticate: (authorization: string | undefined) => Promise<Caller>
+  /**
+   * The same without a promise where no I/O is needed: the caller of an API key or of a JWT verified
+   * before (and not expired); undefined when a JWT must be verified first (use `authenticate`). Throws the
+   * same errors as `authenticate` for a header that can never authenticate.
+   */
+  identify: (authorization: string | undefined) => Caller | undefined
 }
+
+/**
+ * SHA-256 of the presented credential, once per request: the API-key comparison and the JWT cache key both
+ * use it. `crypto.hash` (Node 20.12+, 21.7+) skips the Hash object createHash builds.
+ */
+const sha256: (text: string) => Buffer = typeof crypto.hash === 'function'
+  ? text => crypto.hash('sha256', text, 'buffer') as unknown as Buffer
+  : text => crypto.createHash('sha256').update(text).digest()
 
 export interface AuthenticatorDeps {
   callers: readonly Caller[]
@@ -88,21 +102,23 @@ export function createAuthenticator ({ callers, callerJwt, log, jwks, remoteJwks
   const verified = new Map<string, { caller: Caller, expiresAt: number }>()
   let lastKeySetWarningAt = Number.NEGATIVE_INFINITY
 
-  function byApiKey (presented: string): Caller | undefined {
-    const hash = createHash('sha256').update(presented).digest()
+  function byApiKey (hash: Buffer): Caller | undefined {
     let found: Caller | undefined
     // Every hash is compared, with no early exit, so timing says nothing about which caller matched.
     for (const candidate of keyCallers) {
-      if (timingSafeEqual(hash, candidate.hash) && found === undefined) found = candidate.caller
+      if (crypto.timingSafeEqual(hash, candidate.hash) && found === undefined) found = candidate.caller
     }
     return found
   }
 
-  async function byJwt (token: string): Promise<Caller> {
-    if (callerJwt === undefined || keySet === undefined) throw unauthenticated('bearer credential not recognised')
-    const cacheKey = createHash('sha256').update(token).digest('base64')
+  /** A JWT caller verified before and not expired since, by the token's hash. */
+  function rememberedJwt (cacheKey: string): Caller | undefined {
     const cached = verified.get(cacheKey)
-    if (cached !== undefined && cached.expiresAt > Date.now()) return cached.caller
+    return cached !== undefined && cached.expiresAt > Date.now() ? cached.caller : undefined
+  }
+
+  async function byJwt (token: string, cacheKey: string): Promise<Caller> {
+    if (callerJwt === undefined || keySet === undefined) throw unauthenticated('bearer credential not recognised')
     let subject: string | undefined
     let expiresAt: number
     try {
@@ -136,16 +152,29 @@ export function createAuthenticator ({ callers, callerJwt, log, jwks, remoteJwks
     return caller
   }
 
+  /** The presented credential and its hash; what it is: an API key's caller, a remembered JWT's, or a JWT to verify. */
+  function recognise (authorization: string | undefined): { caller: Caller } | { jwt: string, cacheKey: string } {
+    if (authorization === undefined || authorization === '') throw unauthenticated('missing Authorization header (expected "Bearer <api key or JWT>")')
+    const match = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization)
+    if (match === null) throw unauthenticated('malformed Authorization header (expected "Bearer <api key or JWT>")')
+    const presented = match[1] as string
+    const hash = sha256(presented)
+    const caller = byApiKey(hash)
+    if (caller !== undefined) return { caller }
+    if (!jwtShape.test(presented) || callerJwt === undefined || keySet === undefined) throw unauthenticated('bearer credential not recognised')
+    const cacheKey = hash.toString('base64')
+    const remembered = rememberedJwt(cacheKey)
+    return remembered === undefined ? { jwt: presented, cacheKey } : { caller: remembered }
+  }
+
   return {
     async authenticate (authorization) {
-      if (authorization === undefined || authorization === '') throw unauthenticated('missing Authorization header (expected "Bearer <api key or JWT>")')
-      const match = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization)
-      if (match === null) throw unauthenticated('malformed Authorization header (expected "Bearer <api key or JWT>")')
-      const presented = match[1] as string
-      const caller = byApiKey(presented)
-      if (caller !== undefined) return caller
-      if (jwtShape.test(presented)) return await byJwt(presented)
-      throw unauthenticated('bearer credential not recognised')
+      const recognised = recognise(authorization)
+      return 'caller' in recognised ? recognised.caller : await byJwt(recognised.jwt, recognised.cacheKey)
+    },
+    identify (authorization) {
+      const recognised = recognise(authorization)
+      return 'caller' in recognised ? recognised.caller : undefined
     }
   }
 }

@@ -1,11 +1,16 @@
 import type { Cluster, Redis } from 'ioredis'
 
-type IncrCallback = (error: Error | null, result?: { current: number, ttl: number }) => void
+/** One request counted: the caller's count in the current window (this request included) and the time left in it. */
+export interface Counted { current: number, ttlMs: number }
 
-/** What @fastify/rate-limit needs of a store (its `store` option is a constructor of these). */
-export interface RateLimitStore {
-  incr: (key: string, callback: IncrCallback) => void
-  child: () => RateLimitStore
+/**
+ * Counts requests per key in fixed windows aligned on the clock. `count` answers without a promise
+ * whenever it can (every request but a caller's first of a window on a shared store), so the token route's
+ * cache hit stays one synchronous pass.
+ */
+export interface CountStore {
+  count: (key: string) => Counted | Promise<Counted>
+  close: () => Promise<void>
 }
 
 export interface SharedCountStoreOptions {
@@ -47,7 +52,7 @@ interface Counter {
  * that is immaterial. When Redis is unreachable, each replica goes on counting what it knows, so an
  * outage neither fails requests nor lifts the limit.
  */
-export function createSharedCountStore ({ redis, namespace, windowMs, flushIntervalMs, now = Date.now }: SharedCountStoreOptions): { Store: new () => RateLimitStore, close: () => Promise<void> } {
+export function createSharedCountStore ({ redis, namespace, windowMs, flushIntervalMs, now = Date.now }: SharedCountStoreOptions): CountStore {
   const counters = new Map<string, Counter>()
   let flushing: Promise<void> | undefined
   let closed = false
@@ -112,34 +117,27 @@ export function createSharedCountStore ({ redis, namespace, windowMs, flushInter
     counter.shared = shared === undefined ? counter.shared + 1 : Math.max(shared, counter.shared + 1)
   }
 
-  class SharedCountStore implements RateLimitStore {
-    incr (key: string, callback: IncrCallback): void {
-      const at = now()
-      const window = Math.floor(at / windowMs)
-      const ttl = (): number => Math.max(1, (window + 1) * windowMs - now())
-      const counter = counters.get(key)
-      if (counter === undefined || counter.window < window) {
-        const fresh: Counter = { window, shared: 0, pending: 0, sending: 0, joining: undefined }
-        counters.set(key, fresh)
-        fresh.joining = join(key, fresh).finally(() => { fresh.joining = undefined })
-        void fresh.joining.then(() => { callback(null, { current: total(fresh), ttl: ttl() }) })
-        return
-      }
-      const count = (): void => {
-        counter.pending += 1
-        callback(null, { current: total(counter), ttl: ttl() })
-      }
-      if (counter.joining === undefined) count()
-      else void counter.joining.then(count)
-    }
+  const counted = (counter: Counter): Counted => ({ current: total(counter), ttlMs: Math.max(1, (counter.window + 1) * windowMs - now()) })
+  const countOne = (counter: Counter): Counted => {
+    counter.pending += 1
+    return counted(counter)
+  }
 
-    child (): RateLimitStore {
-      return this
+  function count (key: string): Counted | Promise<Counted> {
+    const window = Math.floor(now() / windowMs)
+    const counter = counters.get(key)
+    if (counter === undefined || counter.window < window) {
+      const fresh: Counter = { window, shared: 0, pending: 0, sending: 0, joining: undefined }
+      counters.set(key, fresh)
+      fresh.joining = join(key, fresh).finally(() => { fresh.joining = undefined })
+      return fresh.joining.then(() => counted(fresh))
     }
+    if (counter.joining === undefined) return countOne(counter)
+    return counter.joining.then(() => countOne(counter))
   }
 
   return {
-    Store: SharedCountStore,
+    count,
     close: async () => {
       if (closed) return
       closed = true
@@ -147,5 +145,26 @@ export function createSharedCountStore ({ redis, namespace, windowMs, flushInter
       await flushing
       await flush()
     }
+  }
+}
+
+/**
+ * The same fixed, clock-aligned windows counted in this process only: the store without Redis (each
+ * replica counts on its own). Never a promise.
+ */
+export function createLocalCountStore ({ windowMs, now = Date.now }: { windowMs: number, now?: () => number }): CountStore {
+  const counters = new Map<string, { window: number, current: number }>()
+  return {
+    count (key) {
+      const window = Math.floor(now() / windowMs)
+      let counter = counters.get(key)
+      if (counter === undefined || counter.window !== window) {
+        counter = { window, current: 0 }
+        counters.set(key, counter)
+      }
+      counter.current += 1
+      return { current: counter.current, ttlMs: Math.max(1, (window + 1) * windowMs - now()) }
+    },
+    close: async () => { counters.clear() }
   }
 }

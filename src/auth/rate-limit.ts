@@ -1,9 +1,8 @@
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
-import rateLimit from '@fastify/rate-limit'
 import { BrokerError } from '../errors.js'
 import { createRedisClient, type RedisClient } from '../store/redis-client.js'
-import { createSharedCountStore } from './rate-limit-store.js'
+import { createLocalCountStore, createSharedCountStore, type CountStore, type Counted } from './rate-limit-store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -11,7 +10,7 @@ declare module 'fastify' {
      * The per-caller rate limit as an `onRequest` hook. Route plugins add it right after their
      * authentication hook: it counts the authenticated caller, before any body is read.
      */
-    callerRateLimit: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    callerRateLimit: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   }
 }
 
@@ -37,20 +36,47 @@ async function waitUntilReady (redis: RedisClient, timeoutMs: number): Promise<b
   })
 }
 
+/** "43 seconds", "1 minute": how @fastify/rate-limit (whose answers these keep) words the wait. */
+function waitText (seconds: number): string {
+  if (seconds < 60) return `${seconds} second${seconds === 1 ? '' : 's'}`
+  const minutes = Math.round(seconds / 60)
+  return `${minutes} minute${minutes === 1 ? '' : 's'}`
+}
+
 /**
- * Per-caller rate limit (@fastify/rate-limit), keyed by the authenticated caller id. With Redis (any
- * topology) the count is shared by every replica, on its own Redis connection under `<REDIS_KEY_PREFIX>:ratelimit:`,
- * through a store that batches its Redis writes (no round trip per request; rate-limit-store.ts); without
- * it, each replica counts in memory. The limit protects the broker from a runaway client: a Redis outage
- * must not turn into failed requests, so the store keeps counting per replica and `skipOnError` lets
- * any other store error through.
+ * Answers one counted request: the rate-limit headers, then either the next hook or a 429 (the one
+ * problem+json handler answers it, with Retry-After). The headers, their order and the 429 are those
+ * @fastify/rate-limit gave before this limiter replaced it (test/api/answers.test.ts).
+ */
+function admit (request: FastifyRequest, reply: FastifyReply, max: number, counted: Counted, done: HookHandlerDoneFunction): void {
+  const resetSeconds = Math.ceil(counted.ttlMs / 1000)
+  if (counted.current <= max) {
+    void reply.header('x-ratelimit-limit', max).header('x-ratelimit-remaining', max - counted.current).header('x-ratelimit-reset', resetSeconds)
+    done()
+    return
+  }
+  const caller = request.caller?.id ?? 'anonymous'
+  request.log.info({ caller }, 'caller rate limited')
+  void reply.header('x-ratelimit-limit', max).header('x-ratelimit-remaining', 0).header('x-ratelimit-reset', resetSeconds).header('retry-after', resetSeconds)
+  done(new BrokerError('CB_RATE_LIMITED', `caller "${caller}" exceeded ${max} requests per minute; retry in ${waitText(resetSeconds)}`, { retryAfterSeconds: Math.max(1, resetSeconds) }))
+}
+
+/**
+ * Per-caller rate limit, keyed by the authenticated caller id, in fixed one-minute windows aligned on the
+ * clock. A callback hook that answers without a promise for every request but a caller's first of a window
+ * on a replica (rate-limit-store.ts), so a token cache hit stays one synchronous pass (issue 12).
  *
- * Registered with `global: false`: only the routes that add `callerRateLimit` as a hook are limited, so
- * health, readiness, metrics and the docs never are.
+ * With Redis (any topology) the count is shared by every replica, on its own Redis connection under
+ * `<REDIS_KEY_PREFIX>:ratelimit:`, through a store that batches its Redis writes (no round trip per
+ * request); without it, each replica counts in memory. The limit protects the broker from a runaway
+ * client: a Redis outage must not turn into failed requests, so the store keeps counting per replica.
+ *
+ * Only the routes that add `callerRateLimit` as a hook are limited, so health, readiness, metrics and the
+ * docs never are.
  */
 export const rateLimitPlugin = fp(async (app) => {
   const { config } = app
-  let store: ReturnType<typeof createSharedCountStore> | undefined
+  let store: CountStore = createLocalCountStore({ windowMs })
   if (config.redis !== undefined) {
     const { keyPrefix, ...connection } = config.redis
     // Its own connection, with the store's fail-fast settings (a queued count would hold its request)
@@ -79,22 +105,16 @@ export const rateLimitPlugin = fp(async (app) => {
     })
     store = shared
   }
+  const max = config.rateLimitPerMinute
+  // A count that fails lets the request through, as @fastify/rate-limit's skipOnError did.
+  const uncounted: Counted = { current: 0, ttlMs: 0 }
 
-  await app.register(rateLimit, {
-    global: false,
-    max: config.rateLimitPerMinute,
-    timeWindow: windowMs,
-    skipOnError: true,
-    ...(store === undefined ? {} : { store: store.Store }),
+  app.decorate('callerRateLimit', (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
     // Only ever called after authentication: an unauthenticated request has already been answered 401.
-    keyGenerator: (request) => request.caller?.id ?? 'anonymous',
-    onExceeded: (request, key) => { request.log.info({ caller: key }, 'caller rate limited') },
-    // Thrown by the plugin, so the one problem+json handler answers it (with Retry-After).
-    errorResponseBuilder: (request, context) => new BrokerError('CB_RATE_LIMITED',
-      `caller "${request.caller?.id ?? 'anonymous'}" exceeded ${context.max} requests per minute; retry in ${context.after}`,
-      { retryAfterSeconds: Math.max(1, Math.ceil(context.ttl / 1000)) })
+    const caller = request.caller
+    const limit = caller?.rate_limit_per_minute ?? max
+    const counted = store.count(caller?.id ?? 'anonymous')
+    if (counted instanceof Promise) counted.then(result => { admit(request, reply, limit, result, done) }, () => { admit(request, reply, limit, uncounted, done) })
+    else admit(request, reply, limit, counted, done)
   })
-
-  const limit = app.rateLimit()
-  app.decorate('callerRateLimit', async (request: FastifyRequest, reply: FastifyReply) => { await limit.call(app, request, reply) })
 }, { name: 'rate-limit', fastify: '5.x', dependencies: ['config', 'auth'] })

@@ -14,6 +14,8 @@ export interface CredentialTable {
   entry: (credentialId: string) => CredentialEntry
   /** The token credential with this id, or CB_CREDENTIAL_NOT_FOUND / CB_UNSUPPORTED_OPERATION. */
   token: (credentialId: string) => TokenCredential
+  /** The token credential with this id, or undefined (unknown, or a signing credential): no error built. */
+  findToken: (credentialId: string) => TokenCredential | undefined
   /** The grant state of a credential's scope set (normalised), made on first use; CB_RATE_LIMITED past max_scoped_grants. */
   scoped: (credential: TokenCredential, scope: string) => GrantState
   /** The grant state of a Kigo user's session, made on first use. */
@@ -101,6 +103,10 @@ export function createCredentialTable ({ credentials, adapterFor, userSessionAda
         throw new BrokerError('CB_UNSUPPORTED_OPERATION', `credential "${credentialId}" is a signing credential; it has no token (use /signatures)`)
       }
       return entry
+    },
+    findToken (credentialId) {
+      const entry = byId.get(credentialId)
+      return entry?.mechanism === 'token' ? entry : undefined
     },
     scoped (credential, scope) {
       const states = scopedOf.get(credential.config.id) as Map<string, GrantState>

@@ -33,11 +33,7 @@ export const brokerPlugin = fp<BrokerPluginOptions>(async (app, options) => {
     clock: options.clock,
     options: options.brokerOptions,
     observer: {
-      tokenServed: (credential, source, seconds) => {
-        metrics.tokenRequests.inc({ credential, result: tokenResult[source] })
-        if (source === 'stale') metrics.staleGrantsServed.inc({ credential })
-        metrics.tokenRequestDuration.observe({ credential }, seconds)
-      },
+      tokenServed: (credential, source, seconds) => { metrics.tokenServed(credential, tokenResult[source], seconds) },
       refreshed: (provider, credential, result, reason, seconds) => {
         metrics.refreshes.inc({ provider, credential, result, reason })
         metrics.refreshDuration.observe({ provider }, seconds)

@@ -16,7 +16,7 @@ import type { SharedStore } from './shared-store.js'
 import type { SingleFlight } from './single-flight.js'
 import type { Broker, BrokerObserver, IssuedToken } from './types.js'
 
-export type TokenService = Pick<Broker, 'getToken' | 'userSession' | 'reportRejected' | 'forceRefresh'> & {
+export type TokenService = Pick<Broker, 'getToken' | 'peekToken' | 'userSession' | 'reportRejected' | 'forceRefresh'> & {
   /** A credential's own grant for use inside the broker (a Kigo partner token), with `minTtlSeconds` left; not counted as a caller's request. */
   ownGrant: (credential: TokenCredential, minTtlSeconds: number) => Promise<Grant>
   /** The provider refused `rejectedToken` (a credential's own grant): one deduplicated refresh, answering the new grant. */
@@ -178,6 +178,20 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
   }
 
   return {
+    peekToken (credentialId, requestedMinTtl) {
+      const started = performance.now()
+      const state = table.findToken(credentialId)?.grant
+      const held = state?.held
+      if (state === undefined || held === undefined) return undefined
+      // Out of bounds is a 400 that getToken words; not a cache hit.
+      if (requestedMinTtl !== undefined && requestedMinTtl > (state.expectedLifetimeSeconds ?? maxMinTtlSeconds)) return undefined
+      const now = clock.now()
+      if (!serves(held, requestedMinTtl ?? defaultMinTtlSeconds(lifetimeMsOf(held) / 1000), now)) return undefined
+      // The same bookkeeping and answer as obtain() on a local hit.
+      state.lastRequestedAt = now
+      return issue(credentialId, { grant: held, source: state.consecutiveFailures > 0 && now >= state.plannedAt ? 'stale' : 'local' }, started)
+    },
+
     async getToken (credentialId, requestedMinTtl, options) {
       const scope = options?.scope
       return await served(credentialId, () => {

@@ -57,6 +57,12 @@ export interface Broker {
    * `minTtlSeconds` the broker asks for the default of the credential's lifetime (see refresh-policy.ts).
    */
   getToken: (credentialId: string, minTtlSeconds?: number, options?: { scope?: string | undefined }) => Promise<IssuedToken>
+  /**
+   * getToken's answer when the default grant in memory serves it (a local-cache hit), without a promise or
+   * any I/O; undefined for anything else (miss, too short, unknown or signing credential, min_ttl out of
+   * bounds), which getToken then answers. Counted and timed like getToken when it answers.
+   */
+  peekToken: (credentialId: string, minTtlSeconds?: number) => IssuedToken | undefined
   /** A Kigo user session for `user` with at least `minTtlSeconds` left, cached per (credential, external_user_id). */
   userSession: (credentialId: string, user: SessionUser, minTtlSeconds?: number) => Promise<IssuedToken>
   /** A caller reports that the provider rejected `rejectedToken`: refresh once (deduplicated) and answer the new grant. */

@@ -18,7 +18,9 @@ export const CallerSchema = z.strictObject({
   jwt_subject: z.string().min(1).optional(),
   admin: z.boolean().default(false),
   /** Front-end callers never receive backend-only credentials (all partner tokens). */
-  frontend: z.boolean().default(false)
+  frontend: z.boolean().default(false),
+  /** This caller's own per-minute limit instead of RATE_LIMIT_PER_MINUTE. */
+  rate_limit_per_minute: z.number().int('expected a whole number of requests per minute').min(1, 'expected at least 1').max(1_000_000_000, 'expected at most 1000000000').optional()
 }).refine(caller => caller.api_key_sha256 !== undefined || caller.jwt_subject !== undefined, {
   message: 'expected api_key_sha256 or jwt_subject (a caller needs a way to authenticate)'
 })

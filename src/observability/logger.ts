@@ -1,5 +1,6 @@
 import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino'
-import { CredentialBrokerError } from '../errors.js'
+import { createRequire } from 'node:module'
+import { BrokerError, ConfigError, CredentialBrokerError, ProviderError, SecretError, StoreError } from '../errors.js'
 
 /**
  * The one redaction list. Paths cover request headers, provider grants and secrets wherever they may be
@@ -40,11 +41,24 @@ export const redactPaths = [
 const safeErrorFields = ['code', 'kind', 'reason', 'status', 'statusCode', 'providerCode', 'correlationId', 'retryAfterMs', 'retryAfterSeconds'] as const
 
 /**
+ * A failure the broker expects and handles (a provider's 5xx, timeout or reset; Redis or Vault
+ * unreachable), or a caller's answer made of one: its message, kind and code say everything, and a stack
+ * trace per retry would only bury the log. Stacks of these appear at LOG_LEVEL=debug.
+ */
+export function isExpectedTransient (err: unknown): boolean {
+  if (err instanceof ProviderError) return err.kind === 'transient'
+  if (err instanceof SecretError || err instanceof StoreError) return err.kind === 'unavailable'
+  if (err instanceof BrokerError) return err.statusCode === 503 && err.cause !== undefined && isExpectedTransient(err.cause)
+  return false
+}
+
+/**
  * Serializes an error by copying only fields known to be safe. Messages of our own errors never carry
  * secrets; foreign errors (axios, undici, ioredis) keep their class and code but lose everything else
- * that could embed a request (headers, config, bodies).
+ * that could embed a request (headers, config, bodies). `transientStacks: false` leaves out the stack of
+ * expected transient failures (isExpectedTransient), as the logger does below debug.
  */
-export function serializeError (err: unknown, depth = 0): Record<string, unknown> {
+export function serializeError (err: unknown, depth = 0, options: { transientStacks: boolean } = { transientStacks: true }): Record<string, unknown> {
   if (!(err instanceof Error)) return { type: typeof err }
   const ours = err instanceof CredentialBrokerError
   const out: Record<string, unknown> = {
@@ -56,8 +70,8 @@ export function serializeError (err: unknown, depth = 0): Record<string, unknown
     const value = record[field]
     if (typeof value === 'string' || typeof value === 'number') out[field] = value
   }
-  if (err.stack !== undefined && ours) out.stack = err.stack.split('\n').slice(0, 6).join('\n')
-  if (err.cause !== undefined && depth < 3) out.cause = serializeError(err.cause, depth + 1)
+  if (err.stack !== undefined && ours && (options.transientStacks || !isExpectedTransient(err))) out.stack = err.stack.split('\n').slice(0, 6).join('\n')
+  if (err.cause !== undefined && depth < 3) out.cause = serializeError(err.cause, depth + 1, options)
   return out
 }
 
@@ -71,32 +85,55 @@ function sanitizeForeignMessage (message: string): string {
 }
 
 export function loggerOptions (level: string): LoggerOptions {
+  const transientStacks = level === 'debug' || level === 'trace'
+  const errorSerializer = (err: unknown): Record<string, unknown> => serializeError(err, 0, { transientStacks })
   return {
     level,
+    // ISO 8601 times ("2026-12-02T01:40:00.000Z"): what log stores parse without a mapping.
+    timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: redactPaths, censor: '[redacted]' },
     serializers: {
-      err: serializeError,
-      error: serializeError,
+      err: errorSerializer,
+      error: errorSerializer,
       req: (req: { method?: string, url?: string, id?: string }) => ({ method: req.method, url: req.url, id: req.id }),
       res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode })
     }
   }
 }
 
+/** The longest a written line waits in the stdout buffer before it is written out. */
+export const logFlushIntervalMs = 100
 /**
- * The broker's logger. Without a destination it writes to stdout asynchronously (buffered while a write
- * is in flight): one synchronous write per audit line would cost a fifth of the token path. pino flushes
- * it when the process exits.
+ * Lines are written out in batches of at least this many bytes (or at the flush interval): about 25 audit
+ * lines per write. The main log and the audit trail share this one writer, so their lines never interleave.
  */
-export function createLogger (level: string, destination?: DestinationStream): Logger {
-  return pino(loggerOptions(level), destination ?? pino.destination({ dest: 1, sync: false }))
+const batchBytes = 8192
+
+/**
+ * stdout as the main log and the audit trail write it: asynchronously, in batches (sonic-boom's
+ * `minLength`), flushed at least every 100 ms and when the process exits (pino registers that). A write
+ * per line cost about a tenth of a token cache hit (one fs.write on the libuv pool each). What a crash
+ * that kills the process outright (SIGKILL, OOM) loses is at most the last 100 ms of lines (README).
+ */
+export function batchedStdout (): DestinationStream & { flushSync: () => void } {
+  // sonic-boom's periodicFlush timer is unref'd: it never holds the process open.
+  return pino.destination({ dest: 1, sync: false, minLength: batchBytes, periodicFlush: logFlushIntervalMs })
 }
 
 /**
- * The audit log: a child that skips the redaction pass. Its lines carry fixed, safe fields only (ids,
- * a token fingerprint, times), and at one line per token handed out the redaction pass would cost more
- * than the rest of the request.
+ * stdout through pino-pretty (LOG_FORMAT=pretty), in pino's worker thread. pino-pretty is a dev dependency:
+ * an image built without dev dependencies says so at start instead of failing on the first line.
  */
-export function createAuditLogger (logger: Logger): Logger {
-  return logger.child({ audit: true }, { redact: { paths: [] } })
+function prettyStdout (): DestinationStream {
+  try {
+    createRequire(import.meta.url).resolve('pino-pretty')
+  } catch {
+    throw new ConfigError(['LOG_FORMAT: "pretty" needs pino-pretty, a development dependency (npm install); use "json" in production'])
+  }
+  return pino.transport({ target: 'pino-pretty', options: { destination: 1, translateTime: 'SYS:standard' } }) as DestinationStream
+}
+
+/** The broker's logger; without a destination it writes to stdout in batches (batchedStdout), or pretty. */
+export function createLogger (level: string, destination?: DestinationStream, format: 'json' | 'pretty' = 'json'): Logger {
+  return pino(loggerOptions(level), destination ?? (format === 'pretty' ? prettyStdout() : batchedStdout()))
 }

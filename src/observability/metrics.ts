@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { ProviderKind } from '../providers/catalog.js'
+import { createPendingCounts, LocallyCountedHistogram } from './token-tally.js'
 
 /*
  * The broker's Prometheus metrics. Names and label sets are a public contract: the alert rules in
@@ -119,6 +120,12 @@ export type HealthSource = () => Promise<HealthReading>
 
 export interface Metrics {
   readonly registry: Registry
+  /**
+   * One token request answered: token_requests_total{credential, result}, stale_grants_served_total for a
+   * stale grant, and token_request_duration_seconds. Counted locally and folded into prom-client at scrape
+   * (token-tally.ts), so the token route's cache hit hashes no label set.
+   */
+  tokenServed: (credential: string, result: TokenRequestResult, seconds: number) => void
   /** credential_broker_token_requests_total{credential, result} */
   readonly tokenRequests: CounterHandle<TokenRequestLabels>
   /** credential_broker_token_request_duration_seconds{credential} */
@@ -203,8 +210,21 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
 
   const histogram = <L extends string>(name: string, help: string, labelNames: readonly L[], buckets: number[]): Histogram<L> => new Histogram({ name: `${metricPrefix}${name}`, help, labelNames, buckets, registers })
 
-  const tokenRequests = counter('token_requests_total', 'Token requests by credential and how they were answered (hit_local, hit_store, refreshed, stale, error).', ['credential', 'result'] as const)
-  const tokenRequestDuration = histogram('token_request_duration_seconds', 'Time to answer a token request inside the broker, from authorization to a grant in hand.', ['credential'] as const, tokenRequestBuckets)
+  const pending = createPendingCounts()
+  const tokenRequests = new Counter({
+    name: `${metricPrefix}token_requests_total`,
+    help: 'Token requests by credential and how they were answered (hit_local, hit_store, refreshed, stale, error).',
+    labelNames: ['credential', 'result'] as const,
+    registers,
+    collect () { pending.foldInto(this, 'results') }
+  })
+  const tokenRequestDuration = new LocallyCountedHistogram({
+    name: `${metricPrefix}token_request_duration_seconds`,
+    help: 'Time to answer a token request inside the broker, from authorization to a grant in hand.',
+    labelNames: ['credential'] as const,
+    buckets: tokenRequestBuckets,
+    registers
+  })
   const refreshes = counter('refreshes_total', 'Refresh attempts by provider, credential, result (success, transient_error, permanent_error, fenced_out) and reason (proactive, on_demand, rejected, rotation, forced).', ['provider', 'credential', 'result', 'reason'] as const)
   const refreshDuration = histogram('refresh_duration_seconds', 'Duration of one provider mint or refresh call.', ['provider'] as const, refreshBuckets)
   const proxyRequests = counter('proxy_requests_total', 'Requests through the proxy route by credential, method and the answer\'s status class (upstream answers and the broker\'s own refusals alike).', ['credential', 'method', 'status_class'] as const)
@@ -212,7 +232,13 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
 
   const grants = createGrantGauges(registers)
   const leaseContention = counter('lease_contention_total', 'Refresh leases not taken because another replica or request held them.', ['credential'] as const)
-  const staleGrantsServed = counter('stale_grants_served_total', 'Grants served past their refresh time because refreshing failed (stale-if-error; never past expiry).', ['credential'] as const)
+  const staleGrantsServed = new Counter({
+    name: `${metricPrefix}stale_grants_served_total`,
+    help: 'Grants served past their refresh time because refreshing failed (stale-if-error; never past expiry).',
+    labelNames: ['credential'] as const,
+    registers,
+    collect () { pending.foldInto(this, 'stale_grant') }
+  })
   const circuitBreakerState = new Gauge({
     name: `${metricPrefix}circuit_breaker_state`,
     help: 'Circuit breaker of one provider endpoint (provider:environment[:host override]): 0 closed, 1 half-open, 2 open.',
@@ -225,6 +251,11 @@ export function createMetrics (registry: Registry = new Registry(), options: Cre
 
   return {
     registry,
+    tokenServed (credential, result, seconds) {
+      pending.add(credential, result)
+      if (result === 'stale') pending.add(credential, 'stale_grant')
+      tokenRequestDuration.observe({ credential }, seconds)
+    },
     tokenRequests,
     tokenRequestDuration,
     refreshes,

@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import type { Caller, CredentialConfig } from '../config.js'
 import { fingerprint } from '../broker/grant-identity.js'
+import { routeOf } from '../observability/audit.js'
 import { descriptorOf } from '../providers/catalog.js'
 import { adminDocs } from './operations.js'
 import { CredentialIdParams, CredentialStatusSchema, problems, toStatusBody } from './schemas.js'
@@ -47,7 +48,7 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
   }, async (request) => {
     const credential = request.credential as CredentialConfig
     const { grant } = await app.broker.forceRefresh(credential.id)
-    app.audit.info({ reqId: request.id, caller: (request.caller as Caller).id, credentialId: credential.id, fingerprint: fingerprint(grant.accessToken) }, 'forced refresh')
+    app.audit.record(request, { caller: (request.caller as Caller).id, credentialId: credential.id, outcome: 'refreshed', route: routeOf(request), fingerprint: fingerprint(grant.accessToken) }, 'forced refresh')
     // The operator sees that it worked, not the token.
     return { id: credential.id, expires_at: new Date(grant.expiresAt).toISOString(), obtained_at: new Date(grant.obtainedAt).toISOString(), fingerprint: fingerprint(grant.accessToken) }
   })

@@ -1,27 +1,16 @@
 import { createHash } from 'node:crypto'
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { ZodTypeProvider } from 'fastify-type-provider-zod'
 import { z } from 'zod'
 import { mayUse } from '../auth/policy.js'
 import type { Caller, CredentialConfig } from '../config.js'
 import { descriptorOf } from '../providers/catalog.js'
-import type { IssuedToken } from '../broker/types.js'
 import { fingerprint, grantFingerprint, userFingerprint } from '../broker/grant-identity.js'
 import { credentialDocs } from './operations.js'
 import { assertPartnerKeyExposed } from '../proxy/policy.js'
+import { routeOf } from '../observability/audit.js'
+import { expiryText, sendToken, tokenCacheHit } from './token-answer.js'
 import { CredentialIdParams, CredentialStatusSchema, MinTtl, TokenSchema, problems, toStatusBody } from './schemas.js'
-
-const expiryTexts = new WeakMap<IssuedToken['grant'], string>()
-
-/** The ISO 8601 expiry of a grant, formatted once per grant (it is in every token answer and audit line). */
-function expiryText (grant: IssuedToken['grant']): string {
-  let text = expiryTexts.get(grant)
-  if (text === undefined) {
-    text = new Date(grant.expiresAt).toISOString()
-    expiryTexts.set(grant, text)
-  }
-  return text
-}
 
 const TokenQuery = z.object({
   min_ttl: MinTtl,
@@ -78,30 +67,11 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
   /** The credential routes/v1.ts resolved and authorized for this request's `:id`. */
   const credentialOf = (request: FastifyRequest): CredentialConfig => request.credential as CredentialConfig
 
-  function sendToken (request: FastifyRequest, reply: FastifyReply, credential: CredentialConfig, issued: IssuedToken): FastifyReply {
-    const { grant } = issued
-    const expiresAt = expiryText(grant)
-    // One audit line per token handed out: who, which, a fingerprint (never the token), until when.
-    app.audit.info({
-      reqId: request.id,
-      caller: request.caller?.id,
-      credentialId: credential.id,
-      fingerprint: grantFingerprint(grant),
-      expiresAt,
-      source: issued.source
-    }, 'token issued')
-    return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send({
-      access_token: grant.accessToken,
-      token_type: grant.tokenType,
-      expires_at: expiresAt,
-      expires_in: issued.expiresIn,
-      scope: grant.scope
-    })
-  }
-
   api.get('/credentials/:id/token', {
     // A HEAD would fetch (maybe mint) and audit a token that is never delivered.
     exposeHeadRoute: false,
+    // A local-cache hit is answered by this hook, in one synchronous pass; the handler answers the rest.
+    onRequest: tokenCacheHit(app, credentialsById),
     schema: {
       ...credentialDocs.getToken,
       params: CredentialIdParams,
@@ -111,7 +81,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
   }, async (request, reply) => {
     const credential = credentialOf(request)
     const issued = await app.broker.getToken(credential.id, request.query.min_ttl, { scope: request.query.scope })
-    return sendToken(request, reply, credential, issued)
+    return sendToken(app, request, reply, credential.id, issued)
   })
 
   api.post('/credentials/:id/user-sessions', {
@@ -127,7 +97,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
     const { external_user_id: externalUserId } = request.body
     const issued = await app.broker.userSession(credential.id, request.body, request.query.min_ttl)
     // The user id only as a hash; the email and the refresh token never.
-    app.audit.info({ reqId: request.id, caller: request.caller?.id, credentialId: credential.id, user: userFingerprint(externalUserId), fingerprint: grantFingerprint(issued.grant), expiresAt: expiryText(issued.grant), source: issued.source }, 'user session issued')
+    app.audit.record(request, { credentialId: credential.id, outcome: 'issued', route: routeOf(request), user: userFingerprint(externalUserId), fingerprint: grantFingerprint(issued.grant), expiresAt: expiryText(issued.grant), source: issued.source }, 'user session issued')
     return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send({
       access_token: issued.grant.accessToken,
       token_type: 'Bearer',
@@ -145,9 +115,9 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
     }
   }, async (request, reply) => {
     const credential = credentialOf(request)
-    app.audit.info({ reqId: request.id, caller: request.caller?.id, credentialId: credential.id, fingerprint: fingerprint(request.body.access_token) }, 'token rejection reported')
+    app.audit.record(request, { credentialId: credential.id, outcome: 'reported', route: routeOf(request), fingerprint: fingerprint(request.body.access_token) }, 'token rejection reported')
     const issued = await app.broker.reportRejected(credential.id, request.body.access_token)
-    return sendToken(request, reply, credential, issued)
+    return sendToken(app, request, reply, credential.id, issued)
   })
 
   api.post('/credentials/:id/signatures', {
@@ -165,7 +135,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
       path: request.body.path,
       bodySha256: request.body.body_sha256.toLowerCase()
     })
-    app.audit.info({ reqId: request.id, caller: request.caller?.id, credentialId: credential.id, method: request.body.method.toUpperCase() }, 'request signed')
+    app.audit.record(request, { credentialId: credential.id, outcome: 'signed', route: routeOf(request), method: request.body.method.toUpperCase() }, 'request signed')
     return await reply.header('cache-control', 'no-store').send({ headers })
   })
 
@@ -182,7 +152,7 @@ export const credentialRoutes: FastifyPluginAsync = async (app) => {
     for (const [name, value] of Object.entries(request.body.headers)) headers[name.toLowerCase()] = value
     const rawBody = Buffer.from(request.body.body, request.body.body_encoding === 'base64' ? 'base64' : 'utf8')
     const result = await app.broker.verifyWebhook(credential.id, { headers, rawBody })
-    app.audit.info({ reqId: request.id, caller: request.caller?.id, credentialId: credential.id, valid: result.valid, bodySha256: createHash('sha256').update(rawBody).digest('hex').slice(0, 16) }, 'webhook verified')
+    app.audit.record(request, { credentialId: credential.id, outcome: result.valid ? 'valid' : 'invalid', route: routeOf(request), valid: result.valid, reason: result.valid ? undefined : result.reason, bodySha256: createHash('sha256').update(rawBody).digest('hex').slice(0, 16) }, 'webhook verified')
     return result.valid ? { valid: true } : { valid: false, reason: result.reason }
   })
 

@@ -19,6 +19,7 @@ import { callerResponseHeaders, upstreamRequestHeaders } from '../proxy/headers.
 import { upstreamTarget, type UpstreamTarget } from '../proxy/path.js'
 import { apiBaseOf, assertBodyWithinLimit, assertProxyAllowed } from '../proxy/policy.js'
 import { createProxy } from '../proxy/proxy.js'
+import { routeOf } from '../observability/audit.js'
 import { documentTransform, operation } from './docs.js'
 import { CredentialIdParams, problems } from './schemas.js'
 
@@ -66,25 +67,30 @@ export const proxyRoutes: FastifyPluginAsync = async (app) => {
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => { done(null, body) })
 
-  /** The one place a proxied request is audited and counted (the audit trail is being reworked: adapt here). */
+  /** The one place a proxied request is audited and counted. */
   function recordAnswer (request: FastifyRequest, reply: FastifyReply): void {
     const outcome = outcomes.get(request)
     if (outcome === undefined) return
     const id = (request.params as { id?: unknown }).id
     const credentialId = typeof id === 'string' && credentialIds.has(id) ? id : undefined
     const seconds = (performance.now() - outcome.startedAt) / 1000
-    app.audit.info({
-      reqId: request.id,
-      caller: request.caller?.id ?? 'anonymous',
-      credentialId,
-      method: request.method,
-      // Without the query: it may carry personal data.
-      upstreamPath: outcome.target?.path,
-      status: reply.statusCode,
-      attempts: outcome.attempts,
-      durationMs: Math.round(seconds * 1000),
-      fingerprint: outcome.tokenFingerprint
-    }, 'request proxied')
+    // The broker's own 401/403/429 already has its "request denied" line (routes/v1.ts); one line a request.
+    const deniedHere = outcome.attempts === 0 && (reply.statusCode === 401 || reply.statusCode === 403 || reply.statusCode === 429)
+    if (!deniedHere) {
+      app.audit.record(request, {
+        credentialId,
+        // proxied: the upstream answered; failed: it could not be reached or no token could be had; refused: 400/404/409/413.
+        outcome: outcome.attempts > 0 ? 'proxied' : reply.statusCode >= 500 ? 'failed' : 'refused',
+        route: routeOf(request),
+        method: request.method,
+        // Without the query: it may carry personal data.
+        upstreamPath: outcome.target?.path,
+        status: reply.statusCode,
+        attempts: outcome.attempts,
+        durationMs: Math.round(seconds * 1000),
+        fingerprint: outcome.tokenFingerprint
+      }, 'request proxied')
+    }
     if (credentialId === undefined) return
     app.metrics.proxyRequests.inc({ credential: credentialId, method: request.method, status_class: statusClass(reply.statusCode) })
     app.metrics.proxyRequestDuration.observe({ credential: credentialId }, seconds)

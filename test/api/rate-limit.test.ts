@@ -27,7 +27,12 @@ const routes = [
 ] as const
 
 const keyOf = (caller: string): string => `key-of-${caller}-0123456789`
-const callers = [...routes.map(route => route.caller), 'c-fresh', 'c-shared', 'c-outage', 'c-outage-new', 'c-spent', 'c-burst', 'c-keys'].map(id => ({ id, api_key_sha256: sha256Hex(keyOf(id)), admin: id.startsWith('a-') }))
+const callers = [
+  ...[...routes.map(route => route.caller), 'c-fresh', 'c-shared', 'c-outage', 'c-outage-new', 'c-spent', 'c-burst', 'c-keys'].map(id => ({ id, api_key_sha256: sha256Hex(keyOf(id)), admin: id.startsWith('a-') })),
+  // Its own limits, below and above RATE_LIMIT_PER_MINUTE.
+  { id: 'c-own-low', api_key_sha256: sha256Hex(keyOf('c-own-low')), rate_limit_per_minute: 1 },
+  { id: 'c-own-high', api_key_sha256: sha256Hex(keyOf('c-own-high')), rate_limit_per_minute: 5 }
+]
 const credentialsFile = {
   callers,
   credentials: [{ id: 'sir', provider: 'sir-giving', environment: 'sandbox', secret: 'secret/sir', allowed_callers: callers.map(caller => caller.id) }]
@@ -51,8 +56,8 @@ describe('per-caller rate limit (RATE_LIMIT_PER_MINUTE)', () => {
   const cleanup = useCleanup()
   beforeEach(awayFromWindowEdge)
 
-  it('defaults to 6000 a minute and rejects a nonsensical value at start', () => {
-    expect(loadConfig({ LOG_LEVEL: 'silent' }).rateLimitPerMinute).toBe(6000)
+  it('defaults to 120000 a minute (2,000 a second) and rejects a nonsensical value at start', () => {
+    expect(loadConfig({ LOG_LEVEL: 'silent' }).rateLimitPerMinute).toBe(120_000)
     expect(loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: '120' }).rateLimitPerMinute).toBe(120)
     for (const value of ['0', 'lots', '1.5']) {
       expect(() => loadConfig({ LOG_LEVEL: 'silent', RATE_LIMIT_PER_MINUTE: value })).toThrow(ConfigError)
@@ -81,6 +86,17 @@ describe('per-caller rate limit (RATE_LIMIT_PER_MINUTE)', () => {
       expect(problem.retry_after).toBe(retryAfter)
       expect(problem.detail).toContain(caller)
       expect(response.headers['x-ratelimit-remaining']).toBe('0')
+    })
+
+    it('applies a caller\'s own rate_limit_per_minute from the credentials file instead of the default', async () => {
+      const request = { method: 'GET', url: '/v1/credentials' }
+      const low = [await send(testApp.app, 'c-own-low', request), await send(testApp.app, 'c-own-low', request)]
+      expect(low.map(response => response.statusCode)).toEqual([200, 429])
+      expect(low[1]?.headers['x-ratelimit-limit']).toBe('1')
+      expect(low[1]?.json<{ detail: string }>().detail).toContain('exceeded 1 requests per minute')
+      const high: number[] = []
+      for (let i = 0; i < 6; i++) high.push((await send(testApp.app, 'c-own-high', request)).statusCode)
+      expect(high).toEqual([200, 200, 200, 200, 200, 429])
     })
 
     it('counts per caller: one caller over its limit does not limit another', async () => {

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { createSharedCountStore, type RateLimitStore } from '../../src/auth/rate-limit-store.js'
+import { createSharedCountStore, type CountStore } from '../../src/auth/rate-limit-store.js'
 import { useCleanup } from '../support/fixtures.js'
 import { freePort } from '../support/ports.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
@@ -25,17 +25,18 @@ describe('shared-count rate-limit store (real Redis)', () => {
     clock = Math.floor(1_700_000_000_000 / windowMs) * windowMs + 10_000
   })
 
-  function replica (url = testRedisUrl()): RateLimitStore {
+  function replica (url = testRedisUrl()): CountStore {
     const redis = cleanup.add(new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 500, lazyConnect: false, retryStrategy: () => null }))
     redis.on('error', () => {})
     clients.push(redis)
-    const { Store, close } = createSharedCountStore({ redis, namespace, windowMs, flushIntervalMs, now: () => clock })
-    cleanup.defer(close)
-    return new Store()
+    const store = createSharedCountStore({ redis, namespace, windowMs, flushIntervalMs, now: () => clock })
+    cleanup.defer(store.close)
+    return store
   }
-  const incr = async (store: RateLimitStore, key: string): Promise<{ current: number, ttl: number }> => await new Promise((resolve, reject) => {
-    store.incr(key, (err, result) => { if (err !== null || result === undefined) reject(err ?? new Error('no result')); else resolve(result) })
-  })
+  const incr = async (store: CountStore, key: string): Promise<{ current: number, ttl: number }> => {
+    const { current, ttlMs } = await store.count(key)
+    return { current, ttl: ttlMs }
+  }
   const flushed = async (): Promise<void> => { await sleep(flushIntervalMs * 4) }
   const ready = async (): Promise<void> => {
     await Promise.all(clients.map(async redis => { if (redis.status !== 'ready') await new Promise(resolve => redis.once('ready', resolve)) }))

@@ -24,7 +24,7 @@ const sleep = async (ms: number): Promise<void> => { await new Promise(resolve =
 function mintLog (cluster: BrokerCluster): number[][] {
   return cluster.processes.map(process => process.stdout
     .filter(line => line.includes('"grant refreshed"'))
-    .map(line => (JSON.parse(line) as { time: number }).time))
+    .map(line => new Date((JSON.parse(line) as { time: string | number }).time).getTime()))
 }
 
 export async function expectFailoverUnderLoad (topology: TestTopology, fault: 'redis-sentinel-failover' | 'redis-cluster-failover'): Promise<void> {

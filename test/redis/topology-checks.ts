@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { createSharedCountStore, type RateLimitStore } from '../../src/auth/rate-limit-store.js'
+import { createSharedCountStore, type CountStore } from '../../src/auth/rate-limit-store.js'
 import { createRedisClient, type RedisClient } from '../../src/store/redis-client.js'
 import { buildTestApp, sha256Hex, type TestApp } from '../support/app.js'
 import { uniquePrefix } from '../support/redis.js'
@@ -56,17 +56,15 @@ export function describeRateLimitCounts (topology: () => TestTopology, precondit
       const counterKey = (caller: string): string => `${namespace}${caller}:${Math.floor(clock / windowMs)}`
       const callers = ['billing', 'mailer', 'ledger', 'payouts', 'search', 'audit']
       if (precondition !== undefined) expect(await precondition(counterKey, callers)).toBe(true)
-      const replica = (): { store: RateLimitStore, client: RedisClient } => {
+      const replica = (): { store: CountStore, client: RedisClient } => {
         const client = createRedisClient(topology().connection, { connectionName: 'credential-broker:ratelimit', commandTimeoutMs: 500 })
         client.on('error', () => {})
         clients.push(client)
-        const { Store, close } = createSharedCountStore({ redis: client, namespace, windowMs, flushIntervalMs, now: () => clock })
-        closers.push(close)
-        return { store: new Store(), client }
+        const store = createSharedCountStore({ redis: client, namespace, windowMs, flushIntervalMs, now: () => clock })
+        closers.push(store.close)
+        return { store, client }
       }
-      const incr = async (store: RateLimitStore, key: string): Promise<number> => await new Promise((resolve, reject) => {
-        store.incr(key, (err, result) => { if (err !== null || result === undefined) reject(err ?? new Error('no result')); else resolve(result.current) })
-      })
+      const incr = async (store: CountStore, key: string): Promise<number> => (await store.count(key)).current
       const flushed = async (): Promise<void> => { await new Promise(resolve => setTimeout(resolve, flushIntervalMs * 6)) }
       const [a, b] = [replica(), replica()]
       await Promise.all([clientReady(a.client), clientReady(b.client)])
