@@ -19,7 +19,8 @@ import { BrokerError } from '../errors.js'
 import type { CredentialConfig } from '../config.js'
 import { descriptorOf } from '../providers/catalog.js'
 import type { Broker } from '../broker/types.js'
-import { fingerprint, sameToken } from '../broker/grant-identity.js'
+import type { Grant } from '../providers/types.js'
+import { grantFingerprint, sameToken } from '../broker/grant-identity.js'
 import { discardBody, type UpstreamAnswer, type UpstreamClient } from './forward.js'
 import { judgeRejection } from './rejection.js'
 import type { UpstreamTarget } from './path.js'
@@ -78,22 +79,23 @@ export function createProxy ({ broker, upstream }: ProxyDeps): Proxy {
   async function forwardWithToken (request: ProxyRequest): Promise<ProxyAnswer> {
     const { credential } = request
     const { grant } = await broker.getToken(credential.id, request.minTtlSeconds)
+    // grantFingerprint: hashed once per grant, not once per proxied request (cache hits share the grant).
     const first = await judgeRejection(await send(request, { authorization: `Bearer ${grant.accessToken}` }), descriptorOf(credential.provider))
-    const firstAnswer: ProxyAnswer = { ...first.answer, attempts: 1, tokenFingerprint: fingerprint(grant.accessToken) }
+    const firstAnswer: ProxyAnswer = { ...first.answer, attempts: 1, tokenFingerprint: grantFingerprint(grant) }
     if (!first.rejected) return firstAnswer
 
-    let replacement: string
+    let replacement: Grant
     try {
-      replacement = (await broker.reportRejected(credential.id, grant.accessToken)).grant.accessToken
+      replacement = (await broker.reportRejected(credential.id, grant.accessToken)).grant
     } catch (err) {
       if (err instanceof BrokerError && err.code === 'CB_RATE_LIMITED') return firstAnswer
       discardBody(first.answer.body)
       throw err
     }
-    if (sameToken(replacement, grant.accessToken)) return firstAnswer
+    if (sameToken(replacement.accessToken, grant.accessToken)) return firstAnswer
     discardBody(first.answer.body)
-    const second = await send(request, { authorization: `Bearer ${replacement}` })
-    return { ...second, attempts: 2, tokenFingerprint: fingerprint(replacement) }
+    const second = await send(request, { authorization: `Bearer ${replacement.accessToken}` })
+    return { ...second, attempts: 2, tokenFingerprint: grantFingerprint(replacement) }
   }
 
   return {
