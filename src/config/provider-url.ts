@@ -45,6 +45,8 @@ export function isLoopbackHost (hostname: string): boolean {
 
 /** An http(s) URL with no user:password part and no link-local, multicast or unspecified address. */
 export const providerUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).superRefine((value, ctx) => {
+  // zod runs this refinement even when z.url() has refused the value: that issue is already reported.
+  if (!URL.canParse(value)) return
   const url = new URL(value)
   if (url.username !== '' || url.password !== '') {
     ctx.addIssue({ code: 'custom', message: 'expected no user:password@ in the URL (secrets belong in Vault or the secrets file)' })

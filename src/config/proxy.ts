@@ -20,7 +20,7 @@ export const maxProxyBodyLimitBytes = 16 * 1_048_576
  * path goes under.
  */
 export const ApiBaseUrlSchema = providerUrl
-  .refine(text => { const url = new URL(text); return url.search === '' && url.hash === '' }, 'expected no query or fragment (the path is the prefix every proxied path goes under)')
+  .refine(text => { if (!URL.canParse(text)) return true; const url = new URL(text); return url.search === '' && url.hash === '' }, 'expected no query or fragment (the path is the prefix every proxied path goes under)')
 
 /** A path prefix callers may proxy under: starts with "/", no query, no dot segments, no "//". */
 const AllowedPathSchema = z.string().max(1024)

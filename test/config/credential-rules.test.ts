@@ -65,6 +65,12 @@ describe('provider and JWKS URLs', () => {
     ])
   })
 
+  it.each(['https://exa mple.com/', 'not a url', 'https://', 'https://[::1/', 'https://%zz/', 'https://x:99999/'])('reports %j as a config problem, never a crash', url => {
+    for (const field of ['base_url', 'api_base_url']) {
+      expect(fileProblems(credentialWith(`${field}: "${url}"`))).toEqual([`credentials.yaml: credentials[0].${field}: expected an http(s) URL`])
+    }
+  })
+
   it.each(['http://127.0.0.1:4010', 'http://127.9.9.9', 'http://localhost:4010', 'http://[::1]:4010', 'https://auth.example'])('takes %s as a base_url', url => {
     expect(fileProblems(credentialWith(`base_url: "${url}"`))).toEqual([])
   })
