@@ -8,6 +8,7 @@
  * in front of the rest, so the caller gets the body byte for byte either way.
  */
 import { Readable } from 'node:stream'
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib'
 import type { ProviderDescriptor } from '../providers/types.js'
 import type { UpstreamAnswer } from './forward.js'
 
@@ -17,8 +18,24 @@ function headerText (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
-function bodyCode (bytes: Buffer): string | undefined {
+/**
+ * The body as sent before its Content-Encoding: callers' Accept-Encoding is forwarded, so an error document
+ * may come compressed. Bounded (a small compressed body may expand); undefined for an unknown coding.
+ */
+function decoded (bytes: Buffer, encoding: string | undefined): Buffer | undefined {
+  const coding = encoding?.trim().toLowerCase() ?? 'identity'
+  const options = { maxOutputLength: 4 * peekLimitBytes }
+  if (coding === 'identity' || coding === '') return bytes
+  if (coding === 'gzip' || coding === 'x-gzip') return gunzipSync(bytes, options)
+  if (coding === 'deflate') return inflateSync(bytes, options)
+  if (coding === 'br') return brotliDecompressSync(bytes, options)
+  return undefined
+}
+
+function bodyCode (raw: Buffer, encoding: string | undefined): string | undefined {
   try {
+    const bytes = decoded(raw, encoding)
+    if (bytes === undefined) return undefined
     const parsed: unknown = JSON.parse(bytes.toString('utf8'))
     if (parsed === null || typeof parsed !== 'object') return undefined
     const code = (parsed as { code?: unknown }).code
@@ -68,6 +85,6 @@ export async function judgeRejection (answer: UpstreamAnswer, descriptor: Provid
   const declared = Number(headerText(answer.headers['content-length']))
   if (Number.isFinite(declared) && declared > peekLimitBytes) return { rejected: false, answer }
   const { bytes, complete, rest } = await peek(answer.body, peekLimitBytes)
-  const code = complete ? bodyCode(bytes) : undefined
+  const code = complete ? bodyCode(bytes, headerText(answer.headers['content-encoding'])) : undefined
   return { rejected: code !== undefined && codes.includes(code), answer: { ...answer, body: rest } }
 }

@@ -16,6 +16,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { gzipSync } from 'node:zlib'
 import { bearerToken, type ProviderStandIn } from '../support/providers/index.js'
 
 export interface ApiRequest {
@@ -26,7 +27,7 @@ export interface ApiRequest {
   token: string | undefined
 }
 
-export type RejectionStyle = 'unauthorized' | 'kivra-body-number' | 'kivra-body-string' | 'kivra-header'
+export type RejectionStyle = 'unauthorized' | 'kivra-body-number' | 'kivra-body-string' | 'kivra-header' | 'kivra-body-gzip'
 
 export interface ApiStandIn {
   url: string
@@ -52,8 +53,14 @@ function rejectToken (res: ServerResponse, style: RejectionStyle): void {
   }
   const headers: Record<string, string> = { 'content-type': 'application/json', 'x-correlation-id': 'corr-1' }
   if (style === 'kivra-header') headers['x-error-code'] = '40015'
-  const code = style === 'kivra-body-number' ? 40015 : style === 'kivra-body-string' ? '40015' : undefined
-  res.writeHead(400, headers).end(JSON.stringify({ code, short_message: 'invalid token', long_message: 'the access token is not valid' }))
+  const code = style === 'kivra-body-number' || style === 'kivra-body-gzip' ? 40015 : style === 'kivra-body-string' ? '40015' : undefined
+  const body = JSON.stringify({ code, short_message: 'invalid token', long_message: 'the access token is not valid' })
+  // As a server does for a caller that accepts gzip (the proxy forwards the caller's Accept-Encoding).
+  if (style === 'kivra-body-gzip') {
+    res.writeHead(400, { ...headers, 'content-encoding': 'gzip' }).end(gzipSync(body))
+    return
+  }
+  res.writeHead(400, headers).end(body)
 }
 
 export async function startApiStandIn (tokens: Pick<ProviderStandIn, 'isTokenValid'>): Promise<ApiStandIn> {

@@ -36,7 +36,8 @@ describe('ANY /v1/credentials/:id/proxy/*: token rejections', () => {
     ['a 401', 'unauthorized'],
     ['Kivra\'s 400 with code 40015 as a number', 'kivra-body-number'],
     ['Kivra\'s 400 with code "40015" as a string', 'kivra-body-string'],
-    ['Kivra\'s 400 with x-error-code: 40015', 'kivra-header']
+    ['Kivra\'s 400 with x-error-code: 40015', 'kivra-header'],
+    ['Kivra\'s 400 with code 40015 in a gzip body (the caller accepts gzip)', 'kivra-body-gzip']
   ])('%s: one refresh, then the same request once more with the new token', async (_name, style) => {
     world.api.style = style
     const rejected = await currentToken()
@@ -44,7 +45,7 @@ describe('ANY /v1/credentials/:id/proxy/*: token rejections', () => {
     const mints = world.kivra.mints
     const body = Buffer.from('{"content":"sent twice, the same bytes"}')
     const { result: answer, seen } = await upstreamDuring(async () => await send(world.port, {
-      method: 'POST', path: '/v1/credentials/kivra/proxy/v1/echo?q=1', headers: { ...auth, 'content-type': 'application/json' }, body
+      method: 'POST', path: '/v1/credentials/kivra/proxy/v1/echo?q=1', headers: { ...auth, 'content-type': 'application/json', 'accept-encoding': 'gzip, deflate, br' }, body
     }))
     expect(answer.status).toBe(201)
     expect(seen).toHaveLength(2)
