@@ -42,13 +42,18 @@ const safeErrorFields = ['code', 'kind', 'reason', 'status', 'statusCode', 'prov
 
 /**
  * A failure the broker expects and handles (a provider's 5xx, timeout or reset; Redis or Vault
- * unreachable), or a caller's answer made of one: its message, kind and code say everything, and a stack
+ * unreachable; a provider API the proxy cannot reach or that does not answer in time), or a caller's
+ * answer made of one: its message, kind and code say everything, and a stack
  * trace per retry would only bury the log. Stacks of these appear at LOG_LEVEL=debug.
  */
 export function isExpectedTransient (err: unknown): boolean {
   if (err instanceof ProviderError) return err.kind === 'transient'
   if (err instanceof SecretError || err instanceof StoreError) return err.kind === 'unavailable'
-  if (err instanceof BrokerError) return err.statusCode === 503 && err.cause !== undefined && isExpectedTransient(err.cause)
+  if (err instanceof BrokerError) {
+    // The proxy's upstream failures carry the transport error (undici's) as cause: expected by their code.
+    if (err.code === 'CB_UPSTREAM_UNAVAILABLE' || err.code === 'CB_UPSTREAM_TIMEOUT') return true
+    return err.statusCode === 503 && err.cause !== undefined && isExpectedTransient(err.cause)
+  }
   return false
 }
 

@@ -163,6 +163,16 @@ describe('ANY /v1/credentials/:id/proxy/*: refusals and upstream failures', () =
       expect(problemOf(answer)).toMatchObject({ code: 'CB_UPSTREAM_UNAVAILABLE' })
     })
 
+    it('logs the 502 and 504 as expected failures: message and code, no stack (below debug)', () => {
+      const failed = world.testApp.logs.entries().filter(entry => entry.msg === 'request failed')
+      const codes = failed.map(entry => (entry.err as Record<string, unknown>).code)
+      expect(codes).toEqual(expect.arrayContaining(['CB_UPSTREAM_TIMEOUT', 'CB_UPSTREAM_UNAVAILABLE']))
+      for (const entry of failed.filter(line => String((line.err as Record<string, unknown>).code).startsWith('CB_UPSTREAM_'))) {
+        expect(entry.err).toMatchObject({ message: expect.any(String) as string })
+        expect(entry.err).not.toHaveProperty('stack')
+      }
+    })
+
     it('no token, secret or caller key is in any log line, failures included', async () => {
       const text = world.testApp.logs.text()
       expect(world.kivra.issuedTokens.length).toBeGreaterThan(0)
