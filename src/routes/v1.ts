@@ -20,6 +20,16 @@ declare module 'fastify' {
   }
 }
 
+/** How many Authorization headers a request carries (rawHeaders: name, value, name, value, …). */
+function authorizationCount (rawHeaders: readonly string[]): number {
+  let count = 0
+  for (let index = 0; index < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index] as string
+    if (name.length === 13 && name.toLowerCase() === 'authorization') count += 1
+  }
+  return count
+}
+
 /**
  * The /v1 API: what every route shares is set up once here (as fastify/demo's autohooks do). Order per
  * request: authenticate (401) → admin check (403) → per-caller rate limit (429) → schema validation (400,
@@ -48,6 +58,12 @@ export const v1Routes: FastifyPluginAsync = async (app) => {
    */
   const authenticate = (adminOnly: boolean): onRequestHookHandler => function authenticateCaller (request, reply, done) {
     let caller: Caller | undefined
+    // Node keeps the first of several Authorization headers; a proxy in front may keep the last and see
+    // another caller. RFC 9110 allows one: more is refused, never resolved one way or the other.
+    if (authorizationCount(request.raw.rawHeaders) > 1) {
+      done(new BrokerError('CB_UNAUTHENTICATED', 'more than one Authorization header'))
+      return
+    }
     try {
       caller = authenticator.identify(request.headers.authorization)
     } catch (err) {

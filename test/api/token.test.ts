@@ -92,6 +92,16 @@ describe('GET /v1/credentials/:id/token', () => {
       expectProblem(await token('kivra', '', headers as Record<string, string>), 401, 'CB_UNAUTHENTICATED')
     })
 
+    it('with two Authorization headers, whichever comes first', async () => {
+      // Node would keep the first; a proxy in front may keep the last: neither is taken.
+      for (const pair of [[keys.service, 'not-a-key-of-anyone'], ['not-a-key-of-anyone', keys.service]]) {
+        const answer = await world.testApp.app.inject({ method: 'GET', url: '/v1/credentials/kivra/token', // light-my-request sends an array as repeated headers (its type says string).
+        headers: { authorization: pair.map(key => `Bearer ${key}`) as unknown as string } })
+        expectProblem(answer, 401, 'CB_UNAUTHENTICATED')
+        expect(answer.json()).toMatchObject({ detail: 'more than one Authorization header' })
+      }
+    })
+
     it('before anything else: an unauthenticated request for an unknown credential learns nothing', async () => {
       expectProblem(await token('does-not-exist', '', {}), 401, 'CB_UNAUTHENTICATED')
       expectProblem(await token('kivra', '?min_ttl=abc', {}), 401, 'CB_UNAUTHENTICATED')
