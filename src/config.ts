@@ -181,7 +181,8 @@ export function loadConfig (environment: Record<string, string | undefined> = pr
     problems.push('REDIS_URL: required when NODE_ENV=production (or REDIS_SENTINELS with REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_NODES); the embedded in-memory store is for a single local replica only')
   }
   if (production && env.VAULT_ADDR === undefined) {
-    problems.push('VAULT_ADDR: required when NODE_ENV=production; the embedded file secret source is for local use only')
+    const refused = env.SECRETS_FILE === undefined ? '' : ' (SECRETS_FILE is set: it is refused in production)'
+    problems.push(`VAULT_ADDR: required when NODE_ENV=production; the embedded file secret source is for local use only${refused}`)
   }
   if (env.TOKEN_ENCRYPTION_KEY === undefined && (production || redisConfigured)) {
     problems.push('TOKEN_ENCRYPTION_KEY: required with Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES) or NODE_ENV=production, so every replica shares the key; expected a base64 32-byte key (openssl rand -base64 32) or "vault:<mount>/<path>#<field>"')

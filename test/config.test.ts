@@ -114,6 +114,11 @@ describe('environment', () => {
     ])
   })
 
+  it('says that a SECRETS_FILE is refused in production, not only that Vault is missing', () => {
+    const problems = problemsOf(() => loadConfig({ ...base, NODE_ENV: 'production', REDIS_URL: 'rediss://redis:6380', TOKEN_ENCRYPTION_KEY: key, SECRETS_FILE: tempFile('secrets.json', '{}') }))
+    expect(problems).toEqual(['VAULT_ADDR: required when NODE_ENV=production; the embedded file secret source is for local use only (SECRETS_FILE is set: it is refused in production)'])
+  })
+
   it('accepts a complete production configuration', () => {
     const config = loadConfig({ ...base, NODE_ENV: 'production', REDIS_URL: 'rediss://redis:6380', VAULT_ADDR: 'https://vault:8200', VAULT_TOKEN: 'x', TOKEN_ENCRYPTION_KEY: key })
     expect(config.production).toBe(true)

@@ -95,8 +95,9 @@ describe('GET /v1/credentials/:id/token', () => {
     it('with two Authorization headers, whichever comes first', async () => {
       // Node would keep the first; a proxy in front may keep the last: neither is taken.
       for (const pair of [[keys.service, 'not-a-key-of-anyone'], ['not-a-key-of-anyone', keys.service]]) {
-        const answer = await world.testApp.app.inject({ method: 'GET', url: '/v1/credentials/kivra/token', // light-my-request sends an array as repeated headers (its type says string).
-        headers: { authorization: pair.map(key => `Bearer ${key}`) as unknown as string } })
+        // light-my-request sends an array as repeated headers (its type says string).
+        const headers = { authorization: pair.map(key => `Bearer ${key}`) as unknown as string }
+        const answer = await world.testApp.app.inject({ method: 'GET', url: '/v1/credentials/kivra/token', headers })
         expectProblem(answer, 401, 'CB_UNAUTHENTICATED')
         expect(answer.json()).toMatchObject({ detail: 'more than one Authorization header' })
       }
