@@ -18,7 +18,7 @@ import { systemClock } from '../time.js'
 import { ProviderError } from '../errors.js'
 import { defaultLocalRetry, retryDelayAfter } from './refresh-policy.js'
 import { createBreakerRegistry } from './circuit-breaker.js'
-import { createFailureLog } from './failure-log.js'
+import { createFailureLog, ongoingOutage } from './failure-log.js'
 import { createClusterRefresh, type Adopt } from './cluster-refresh.js'
 import { createCredentialTable } from './credential-table.js'
 import type { GrantState } from './grant-state.js'
@@ -110,8 +110,8 @@ export function createBroker (deps: BrokerDeps): Broker {
       const permanent = err instanceof ProviderError && err.kind === 'permanent'
       const failure = { consecutive: state.consecutiveFailures + 1, permanentRejections: state.permanentRejections + (permanent ? 1 : 0) }
       state.recordFailure(err, clock.now(), retryDelayAfter(err, failure, localRetry, random))
-      const breakerOpen = breakers.forCredential(state.credential).state() !== 'closed'
-      failureLog.failed(state.key, err, breakerOpen, { credentialId: state.credential.id, reason: intent.reason, attempt: state.consecutiveFailures })
+      const ongoing = ongoingOutage(err, breakers.forCredential(state.credential).state())
+      failureLog.failed(state.key, err, ongoing, { credentialId: state.credential.id, reason: intent.reason, attempt: state.consecutiveFailures })
     }
   })
   const tokens = createTokenService({ table, shared, flights, adopt, clock, observer, waitMs, rejectionRefreshIntervalMs: options.rejectionRefreshIntervalMs })

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createBreakerRegistry } from '../../src/broker/circuit-breaker.js'
-import { createFailureLog, failureSummaryIntervalMs } from '../../src/broker/failure-log.js'
-import { ProviderError } from '../../src/errors.js'
+import { createFailureLog, failureSummaryIntervalMs, ongoingOutage } from '../../src/broker/failure-log.js'
+import { BrokerError, ProviderError, SecretError } from '../../src/errors.js'
 import type { CredentialConfig } from '../../src/config.js'
 import { FakeClock } from '../support/fake-clock.js'
 import { captureLogs } from '../support/logs.js'
@@ -76,5 +76,15 @@ describe('quiet logs for a dead endpoint', () => {
     failures.failed('a', transient, true, {})
     failures.failed('b', transient, true, {})
     expect(logs.entries().map(entry => entry.level)).toEqual([warn, debug, warn, warn, warn, warn])
+  })
+
+  it('counts an open breaker and an unreachable secret source as an ongoing outage, nothing else', () => {
+    const transient = new ProviderError('transient', 'answered 503')
+    const secret = (kind: 'unavailable' | 'denied'): BrokerError => new BrokerError('CB_SECRET_UNAVAILABLE', 'could not be read', { cause: new SecretError(kind, 'vault') })
+    expect(ongoingOutage(transient, 'open')).toBe(true)
+    expect(ongoingOutage(transient, 'half_open')).toBe(true)
+    expect(ongoingOutage(transient, 'closed')).toBe(false)
+    expect(ongoingOutage(secret('unavailable'), 'closed')).toBe(true)
+    expect(ongoingOutage(secret('denied'), 'closed')).toBe(false)
   })
 })
