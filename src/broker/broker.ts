@@ -18,6 +18,7 @@ import { systemClock } from '../time.js'
 import { ProviderError } from '../errors.js'
 import { defaultLocalRetry, retryDelayAfter } from './refresh-policy.js'
 import { createBreakerRegistry } from './circuit-breaker.js'
+import { createFailureLog, ongoingOutage } from './failure-log.js'
 import { createClusterRefresh, type Adopt } from './cluster-refresh.js'
 import { createCredentialTable } from './credential-table.js'
 import type { GrantState } from './grant-state.js'
@@ -94,6 +95,7 @@ export function createBroker (deps: BrokerDeps): Broker {
   /** How long a grant key must wait before its next attempt: its own pause, or its endpoint's, whichever is longer. */
   const waitMs = (state: GrantState): number => Math.max(state.retryAt - clock.now(), breakers.forCredential(state.credential).blockedMs(), 0)
   const cluster = createClusterRefresh({ shared, minter, scheduler, adopt, lifecycle, clock, log, observer, leaseTtlMs, workBoundMs })
+  const failureLog = createFailureLog({ log, now: () => clock.now() })
   const flights = createSingleFlight({
     cluster,
     clock,
@@ -101,13 +103,15 @@ export function createBroker (deps: BrokerDeps): Broker {
     backgroundWaitMs: workBoundMs,
     onSuccess: state => {
       state.clearFailures()
+      failureLog.succeeded(state.key)
       if (!lifecycle.closing) scheduler.scheduleRefresh(state)
     },
     onFailure: (state, err, intent) => {
       const permanent = err instanceof ProviderError && err.kind === 'permanent'
       const failure = { consecutive: state.consecutiveFailures + 1, permanentRejections: state.permanentRejections + (permanent ? 1 : 0) }
       state.recordFailure(err, clock.now(), retryDelayAfter(err, failure, localRetry, random))
-      log.warn({ err, credentialId: state.credential.id, reason: intent.reason, attempt: state.consecutiveFailures }, 'refresh failed')
+      const ongoing = ongoingOutage(err, breakers.forCredential(state.credential).state())
+      failureLog.failed(state.key, err, ongoing, { credentialId: state.credential.id, reason: intent.reason, attempt: state.consecutiveFailures })
     }
   })
   const tokens = createTokenService({ table, shared, flights, adopt, clock, observer, waitMs, rejectionRefreshIntervalMs: options.rejectionRefreshIntervalMs })

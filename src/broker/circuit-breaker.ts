@@ -26,7 +26,7 @@ export interface CircuitBreakerOptions {
   /** Default 1500 ms: a provider that recovers is used again within 2 s of its first good answer. */
   maxCooldownMs?: number | undefined
   random?: (() => number) | undefined
-  onStateChange?: (state: CircuitState) => void
+  onStateChange?: (state: CircuitState, previous: CircuitState) => void
 }
 
 /**
@@ -45,7 +45,11 @@ export function createCircuitBreaker ({ clock, failureThreshold = 1, cooldownMs 
   let probeInFlight = false
 
   const move = (next: CircuitState): void => {
-    if (next !== state) { state = next; onStateChange?.(next) }
+    if (next !== state) {
+      const previous = state
+      state = next
+      onStateChange?.(next, previous)
+    }
   }
   const open = (retryAfterMs: number | undefined): void => {
     const cooldown = backoffDelayMs(Math.max(1, failures - failureThreshold + 1), undefined, { baseMs: cooldownMs, capMs: maxCooldownMs, jitterRatio: 0.25 }, random)
@@ -112,8 +116,11 @@ export function createBreakerRegistry ({ clock, log, failureThreshold, cooldownM
           failureThreshold,
           cooldownMs,
           random,
-          onStateChange: state => {
-            log.warn({ provider: credential.provider, endpoint, state }, 'circuit breaker changed state')
+          onStateChange: (state, previous) => {
+            // A dead endpoint flaps open -> half_open -> open at every probe (~1.5 s), forever: only the
+            // first opening and the recovery are news; the metric carries every state.
+            const level = previous === 'closed' ? 'warn' : state === 'closed' ? 'info' : 'debug'
+            log[level]({ provider: credential.provider, endpoint, state, previous }, 'circuit breaker changed state')
             onStateChange?.(credential, endpoint, state)
           }
         })

@@ -81,6 +81,12 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
   let terminal: SecretError | undefined
   let timer: unknown
   let retryAttempt = 0
+  /**
+   * While a failed login waits for its scheduled retry: when that retry is due and the error it failed
+   * with. On-demand callers (secret reads, probes) get that error at once instead of a login of their own,
+   * so the backoff holds however many reads arrive (otherwise every read would log in, and log, again).
+   */
+  let pendingRetry: { at: number, error: SecretError } | undefined
   let inflightLogin: Promise<void> | undefined
   let inflightRecover: Promise<boolean> | undefined
   let closed = false
@@ -114,6 +120,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
     terminal = undefined
     problem = undefined
     retryAttempt = 0
+    pendingRetry = undefined
     requestedTtlSeconds = grant.leaseDurationSeconds
     expiresAt = grant.leaseDurationSeconds > 0 ? now() + grant.leaseDurationSeconds * 1000 : undefined
     planNext(grant.leaseDurationSeconds, grant.renewable)
@@ -182,6 +189,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
       terminal = undefined
       problem = undefined
       retryAttempt = 0
+      pendingRetry = undefined
       requestedTtlSeconds = info.creationTtlSeconds > 0 ? info.creationTtlSeconds : info.ttlSeconds
       expiresAt = info.ttlSeconds > 0 ? now() + info.ttlSeconds * 1000 : undefined
       log.info({ method: 'token', tokenFile, ttlSeconds: info.ttlSeconds, renewable: info.renewable }, 'vault token accepted')
@@ -208,10 +216,20 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
     log.info({ method: config.auth, leaseSeconds: grant.leaseDurationSeconds, renewable: grant.renewable }, 'vault login succeeded')
   }
 
-  /** One login at a time; on failure, keep trying in the background (except for a refused static token). */
+  /**
+   * One login at a time (concurrent callers share it); on failure, keep trying in the background (except
+   * for a refused static token). Until that background retry is due, callers fail fast with its error.
+   */
   async function login (): Promise<void> {
     if (closed) throw new SecretError('unavailable', 'Vault auth is closed')
     if (inflightLogin !== undefined) return await inflightLogin
+    if (pendingRetry !== undefined && now() < pendingRetry.at) throw pendingRetry.error
+    return await attemptLogin()
+  }
+
+  async function attemptLogin (): Promise<void> {
+    if (inflightLogin !== undefined) return await inflightLogin
+    pendingRetry = undefined
     inflightLogin = (async () => {
       try {
         await loginOnce()
@@ -225,6 +243,7 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
             : `Vault login failing (${error.kind})`
           const delay = retryDelay()
           log.warn({ method: config.auth, err: error, retryInMs: Math.round(delay) }, 'vault login failed')
+          pendingRetry = { at: now() + delay, error }
           schedule(delay, relogin)
         } else {
           log.error({ method: config.auth, err: error }, 'vault token refused')
@@ -237,9 +256,11 @@ export function createVaultAuth (deps: VaultAuthDeps): VaultAuth {
     return await inflightLogin
   }
 
+  /** The scheduled attempt (retry, re-login before the max TTL): it is the backoff, so it does not wait for it. */
   async function relogin (): Promise<void> {
+    if (closed) return
     try {
-      await login()
+      await attemptLogin()
     } catch {
       // login() logged it and scheduled the next attempt.
     }

@@ -85,7 +85,9 @@ export function createVaultSecretSource (deps: VaultSecretSourceDeps): SecretSou
     }
     contacted = true
     const detail = describeFailure(err)
-    if (failure !== detail) log.warn({ vault: host, err }, 'vault unavailable; serving held secrets')
+    // The source does not know what the secret manager holds: say only what is true here (secrets already
+    // read stay in use; the manager logs what it keeps when a rotation check fails).
+    if (failure !== detail) log.warn({ vault: host, err }, 'vault unavailable; reads from it fail until it recovers')
     failure = detail
     scheduleProbe()
   }

@@ -35,6 +35,14 @@ describe.each(['info', 'debug'] as const)('log lines at LOG_LEVEL=%s', (logLevel
     expect((rejected?.err as Record<string, unknown> | undefined)?.stack).toEqual(expect.stringContaining('ProviderError'))
   })
 
+  it.runIf(logLevel === 'debug')('log repeated failures of a dead endpoint at warn once, then at debug', async () => {
+    const kigoDown = (): Array<Record<string, unknown>> => world.testApp.logs.entries().filter(entry => entry.msg === 'refresh failed' && entry.credentialId === 'kigo-down')
+    await waitFor('a few retries of kigo-down', () => kigoDown().length >= 4)
+    expect(kigoDown().filter(entry => entry.level === 40)).toHaveLength(1)
+    const opened = world.testApp.logs.entries().filter(entry => entry.msg === 'circuit breaker changed state' && entry.level === 40)
+    expect(opened.length).toBeLessThanOrEqual(new Set(opened.map(entry => entry.endpoint)).size)
+  })
+
   it('write every line as JSON with an ISO time and no key twice', () => {
     expect(world.testApp.logs.lines.length).toBeGreaterThan(5)
     for (const line of world.testApp.logs.lines) {

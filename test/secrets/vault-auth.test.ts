@@ -171,6 +171,48 @@ describe('vault auth: renewal and re-login', () => {
     expect(vault.count('POST', 'auth/approle/login')).toBe(1)
   })
 
+  it('while a failed login waits for its retry, callers fail fast: no login of their own, no log line', async () => {
+    const vault = await standIn()
+    const logs = captureLogs()
+    const client = cleanup.add(createVaultClient({ addr: vault.url, namespace: undefined, timeoutMs: 1000, log: logs.log }))
+    const clock = manualTimers()
+    let now = 1_000_000
+    const auth = cleanup.add(createVaultAuth({
+      client,
+      log: logs.log,
+      timers: clock.timers,
+      now: () => now,
+      random: () => 0.5,
+      retryBaseMs: 1000,
+      retryMaxMs: 4000,
+      config: testVaultConfig(vault.url, { timeoutMs: 1000, ...approle })
+    }))
+    vault.failWith(503)
+    await expectSecretError(auth.login(), 'unavailable')
+    const retryInMs = clock.pending[0]!.ms
+    expect(retryInMs).toBeGreaterThan(0)
+    // The secret reads a refresh engine makes while Vault is down: each used to log in (and log) again.
+    for (let i = 0; i < 20; i += 1) {
+      now += retryInMs / 40
+      await expectSecretError(auth.ensure(), 'unavailable')
+    }
+    await expectSecretError(auth.recover(), 'unavailable')
+    expect(vault.count('POST', 'auth/approle/login')).toBe(1)
+    expect(logs.messages().filter(msg => msg === 'vault login failed')).toHaveLength(1)
+    // The scheduled retry is the next attempt, and after it the next backoff holds the same way.
+    now += retryInMs
+    clock.fire()
+    await waitFor('the scheduled retry', () => vault.count('POST', 'auth/approle/login') === 2 && clock.pending.length === 1)
+    await expectSecretError(auth.ensure(), 'unavailable')
+    expect(vault.count('POST', 'auth/approle/login')).toBe(2)
+    // Once the backoff's time has come, an on-demand caller may log in itself (the timer may be late).
+    vault.failWith(undefined)
+    now += clock.pending[0]!.ms
+    await auth.ensure()
+    expect(vault.count('POST', 'auth/approle/login')).toBe(3)
+    expect(auth.status().authenticated).toBe(true)
+  })
+
   it('clears its timer on close', async () => {
     const vault = await standIn()
     const { auth, clock } = authFor(vault, approle)
