@@ -8,11 +8,10 @@ import { providerUrl } from './provider-url.js'
 
 /** Methods the proxy route serves; `proxy.methods` narrows them per credential. */
 export const proxyMethods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const
-export type ProxyMethod = typeof proxyMethods[number]
 
 /** Default and largest request body the proxy buffers (it is kept in memory so a retry can send it again). */
 export const defaultProxyBodyLimitBytes = 1_048_576
-export const maxProxyBodyLimitBytes = 16 * 1_048_576
+const maxProxyBodyLimitBytes = 16 * 1_048_576
 
 /**
  * An API base: a provider URL (src/config/provider-url.ts; the https-unless-loopback rule is applied with
@@ -41,7 +40,7 @@ export const ProxySettingsSchema = z.strictObject({
 })
 export type ProxySettings = z.infer<typeof ProxySettingsSchema>
 
-export const defaultProxySettings: ProxySettings = ProxySettingsSchema.parse({})
+const defaultProxySettings: ProxySettings = ProxySettingsSchema.parse({})
 
 /** The credential fields the proxy adds (spread into CredentialSchema). */
 export const proxyCredentialFields = {

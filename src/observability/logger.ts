@@ -46,7 +46,7 @@ const safeErrorFields = ['code', 'kind', 'reason', 'status', 'statusCode', 'prov
  * answer made of one: its message, kind and code say everything, and a stack
  * trace per retry would only bury the log. Stacks of these appear at LOG_LEVEL=debug.
  */
-export function isExpectedTransient (err: unknown): boolean {
+function isExpectedTransient (err: unknown): boolean {
   if (err instanceof ProviderError) return err.kind === 'transient'
   if (err instanceof SecretError || err instanceof StoreError) return err.kind === 'unavailable'
   if (err instanceof BrokerError) {

@@ -12,7 +12,7 @@ import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib'
 import type { ProviderDescriptor } from '../providers/types.js'
 import type { UpstreamAnswer } from './forward.js'
 
-export const peekLimitBytes = 65_536
+const peekLimitBytes = 65_536
 
 function headerText (value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value
