@@ -38,6 +38,11 @@ export interface BrokerHttpServer {
   /** From now on every answer carries `Connection: close`. */
   closeConnectionsAfterAnswer: () => void
   /**
+   * Offers every request to `lane` before Fastify (the token route's fast lane, routes/token-fast-lane.ts);
+   * what it does not answer goes to Fastify. Not once shutdown has begun: those answers close their connection.
+   */
+  answerFirst: (lane: (request: IncomingMessage, response: ServerResponse) => boolean) => void
+  /**
    * Shutdown, before Fastify's close: stop accepting connections, answer what arrives on the open ones
    * with `Connection: close`, and wait (at most `graceMs`) for them to close. Fastify's close then ends
    * the sockets that stayed idle throughout and waits for requests still running.
@@ -49,6 +54,7 @@ export function createBrokerHttpServer (options: HttpServerOptions): BrokerHttpS
   let server: Server | undefined
   let closeAfterAnswer = false
   let lastDropWarning = 0
+  let fastLane: ((request: IncomingMessage, response: ServerResponse) => boolean) | undefined
 
   function serverFactory (handler: (request: IncomingMessage, response: ServerResponse) => void): Server {
     server = createServer({
@@ -60,6 +66,7 @@ export function createBrokerHttpServer (options: HttpServerOptions): BrokerHttpS
       requireHostHeader: false
     }, (request, response) => {
       if (closeAfterAnswer) response.setHeader('connection', 'close')
+      else if (fastLane !== undefined && request.headers.host !== undefined && fastLane(request, response)) return
       // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
       if (request.headers.host === undefined && request.httpVersion === '1.1') {
         writeResponseProblem(response, 'CB_BAD_REQUEST', 'an HTTP/1.1 request needs a Host header')
@@ -96,5 +103,5 @@ export function createBrokerHttpServer (options: HttpServerOptions): BrokerHttpS
     })
   }
 
-  return { serverFactory, closeConnectionsAfterAnswer: () => { closeAfterAnswer = true }, drain }
+  return { serverFactory, closeConnectionsAfterAnswer: () => { closeAfterAnswer = true }, answerFirst: lane => { fastLane = lane }, drain }
 }

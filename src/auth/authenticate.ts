@@ -17,12 +17,23 @@ export interface Authenticator {
 }
 
 /**
- * SHA-256 of the presented credential, once per request: the API-key comparison and the JWT cache key both
- * use it. `crypto.hash` (Node 20.12+, 21.7+) skips the Hash object createHash builds.
+ * SHA-256 of the presented credential, once per request, as base64: the API-key comparison and the JWT
+ * cache key both use it. `crypto.hash` (Node 20.12+, 21.7+) skips the Hash object createHash builds, and a
+ * string digest skips the Buffer: on Node 20, 'buffer' output takes about 2 µs, 'base64' about 0.5 µs.
  */
-const sha256: (text: string) => Buffer = typeof crypto.hash === 'function'
-  ? text => crypto.hash('sha256', text, 'buffer') as unknown as Buffer
-  : text => crypto.createHash('sha256').update(text).digest()
+const sha256: (text: string) => string = typeof crypto.hash === 'function'
+  ? text => crypto.hash('sha256', text, 'base64')
+  : text => crypto.createHash('sha256').update(text).digest('base64')
+
+/**
+ * Whether two digests are equal, in time that depends only on their length (every character is compared;
+ * no early exit): timingSafeEqual would need Buffers, whose allocation per request costs more than this.
+ */
+function sameDigest (a: string, b: string): boolean {
+  let difference = a.length ^ b.length
+  for (let index = 0; index < b.length; index++) difference |= a.charCodeAt(index) ^ b.charCodeAt(index)
+  return difference === 0
+}
 
 export interface AuthenticatorDeps {
   callers: readonly Caller[]
@@ -87,7 +98,7 @@ function remoteKeySetKeepingLastGood (url: URL, options: Parameters<typeof creat
 }
 
 export function createAuthenticator ({ callers, callerJwt, log, jwks, remoteJwks = {} }: AuthenticatorDeps): Authenticator {
-  const keyCallers = callers.flatMap(caller => caller.api_key_sha256 === undefined ? [] : [{ caller, hash: Buffer.from(caller.api_key_sha256, 'hex') }])
+  const keyCallers = callers.flatMap(caller => caller.api_key_sha256 === undefined ? [] : [{ caller, hash: Buffer.from(caller.api_key_sha256, 'hex').toString('base64') }])
   const subjects = new Map(callers.flatMap(caller => caller.jwt_subject === undefined ? [] : [[caller.jwt_subject, caller] as const]))
   const keySet: JWTVerifyGetKey | undefined = jwks ?? (callerJwt === undefined
     ? undefined
@@ -102,11 +113,11 @@ export function createAuthenticator ({ callers, callerJwt, log, jwks, remoteJwks
   const verified = new Map<string, { caller: Caller, expiresAt: number }>()
   let lastKeySetWarningAt = Number.NEGATIVE_INFINITY
 
-  function byApiKey (hash: Buffer): Caller | undefined {
+  function byApiKey (hash: string): Caller | undefined {
     let found: Caller | undefined
     // Every hash is compared, with no early exit, so timing says nothing about which caller matched.
     for (const candidate of keyCallers) {
-      if (crypto.timingSafeEqual(hash, candidate.hash) && found === undefined) found = candidate.caller
+      if (sameDigest(hash, candidate.hash) && found === undefined) found = candidate.caller
     }
     return found
   }
@@ -162,9 +173,8 @@ export function createAuthenticator ({ callers, callerJwt, log, jwks, remoteJwks
     const caller = byApiKey(hash)
     if (caller !== undefined) return { caller }
     if (!jwtShape.test(presented) || callerJwt === undefined || keySet === undefined) throw unauthenticated('bearer credential not recognised')
-    const cacheKey = hash.toString('base64')
-    const remembered = rememberedJwt(cacheKey)
-    return remembered === undefined ? { jwt: presented, cacheKey } : { caller: remembered }
+    const remembered = rememberedJwt(hash)
+    return remembered === undefined ? { jwt: presented, cacheKey: hash } : { caller: remembered }
   }
 
   return {

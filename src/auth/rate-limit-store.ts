@@ -10,6 +10,11 @@ export interface Counted { current: number, ttlMs: number }
  */
 export interface CountStore {
   count: (key: string) => Counted | Promise<Counted>
+  /**
+   * Counts the request only if that can be done now and keeps the key within `max`; otherwise counts
+   * nothing and answers undefined (the caller then takes the ordinary path, which calls `count`).
+   */
+  countWithin: (key: string, max: number) => Counted | undefined
   close: () => Promise<void>
 }
 
@@ -136,8 +141,15 @@ export function createSharedCountStore ({ redis, namespace, windowMs, flushInter
     return counter.joining.then(() => countOne(counter))
   }
 
+  function countWithin (key: string, max: number): Counted | undefined {
+    const counter = counters.get(key)
+    if (counter === undefined || counter.joining !== undefined || counter.window !== Math.floor(now() / windowMs) || total(counter) >= max) return undefined
+    return countOne(counter)
+  }
+
   return {
     count,
+    countWithin,
     close: async () => {
       if (closed) return
       closed = true
@@ -154,16 +166,26 @@ export function createSharedCountStore ({ redis, namespace, windowMs, flushInter
  */
 export function createLocalCountStore ({ windowMs, now = Date.now }: { windowMs: number, now?: () => number }): CountStore {
   const counters = new Map<string, { window: number, current: number }>()
+  function counterOf (key: string, window: number): { window: number, current: number } {
+    let counter = counters.get(key)
+    if (counter === undefined || counter.window !== window) {
+      counter = { window, current: 0 }
+      counters.set(key, counter)
+    }
+    return counter
+  }
+  const counted = (counter: { window: number, current: number }): Counted => ({ current: counter.current, ttlMs: Math.max(1, (counter.window + 1) * windowMs - now()) })
   return {
     count (key) {
-      const window = Math.floor(now() / windowMs)
-      let counter = counters.get(key)
-      if (counter === undefined || counter.window !== window) {
-        counter = { window, current: 0 }
-        counters.set(key, counter)
-      }
+      const counter = counterOf(key, Math.floor(now() / windowMs))
       counter.current += 1
-      return { current: counter.current, ttlMs: Math.max(1, (window + 1) * windowMs - now()) }
+      return counted(counter)
+    },
+    countWithin (key, max) {
+      const counter = counterOf(key, Math.floor(now() / windowMs))
+      if (counter.current >= max) return undefined
+      counter.current += 1
+      return counted(counter)
     },
     close: async () => { counters.clear() }
   }

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
+import type { Caller } from '../config.js'
 import { BrokerError } from '../errors.js'
 import { createRedisClient, type RedisClient } from '../store/redis-client.js'
 import { createLocalCountStore, createSharedCountStore, type CountStore, type Counted } from './rate-limit-store.js'
@@ -11,8 +12,17 @@ declare module 'fastify' {
      * authentication hook: it counts the authenticated caller, before any body is read.
      */
     callerRateLimit: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+    /**
+     * The same count for the token route's fast lane (routes/token-fast-lane.ts), without a hook: the
+     * rate-limit headers of a request admitted now, or undefined — nothing counted — when the count needs
+     * Redis first or the caller is at the limit (the ordinary path then counts and answers it).
+     */
+    callerAdmittedNow: (caller: Caller) => RateLimitHeaders | undefined
   }
 }
+
+/** x-ratelimit-limit, -remaining and -reset of an admitted request. */
+export interface RateLimitHeaders { limit: number, remaining: number, resetSeconds: number }
 
 /** The counting window; RATE_LIMIT_PER_MINUTE is requests per this window. */
 const windowMs = 60_000
@@ -116,5 +126,10 @@ export const rateLimitPlugin = fp(async (app) => {
     const counted = store.count(caller?.id ?? 'anonymous')
     if (counted instanceof Promise) counted.then(result => { admit(request, reply, limit, result, done) }, () => { admit(request, reply, limit, uncounted, done) })
     else admit(request, reply, limit, counted, done)
+  })
+  app.decorate('callerAdmittedNow', (caller: Caller): RateLimitHeaders | undefined => {
+    const limit = caller.rate_limit_per_minute ?? max
+    const counted = store.countWithin(caller.id, limit)
+    return counted === undefined ? undefined : { limit, remaining: limit - counted.current, resetSeconds: Math.ceil(counted.ttlMs / 1000) }
   })
 }, { name: 'rate-limit', fastify: '5.x', dependencies: ['config', 'auth'] })

@@ -75,7 +75,8 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
 
   function issue (credentialId: string, served: Served, started: number): IssuedToken {
     observer.tokenServed?.(credentialId, served.source, (performance.now() - started) / 1000)
-    return { ...served, expiresIn: Math.max(0, Math.floor((served.grant.expiresAt - clock.now()) / 1000)) }
+    // Spelled out, not spread: a spread here was about 2 µs of a cache hit (V8's slow path for it).
+    return { grant: served.grant, source: served.source, expiresIn: Math.max(0, Math.floor((served.grant.expiresAt - clock.now()) / 1000)) }
   }
 
   function failed (credentialId: string, started: number, err: unknown): unknown {
@@ -178,7 +179,7 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
   }
 
   return {
-    peekToken (credentialId, requestedMinTtl) {
+    peekToken (credentialId, requestedMinTtl, admit) {
       const started = performance.now()
       const state = table.findToken(credentialId)?.grant
       const held = state?.held
@@ -187,6 +188,7 @@ export function createTokenService (deps: TokenServiceDeps): TokenService {
       if (requestedMinTtl !== undefined && requestedMinTtl > (state.expectedLifetimeSeconds ?? maxMinTtlSeconds)) return undefined
       const now = clock.now()
       if (!serves(held, requestedMinTtl ?? defaultMinTtlSeconds(lifetimeMsOf(held) / 1000), now)) return undefined
+      if (admit !== undefined && !admit()) return undefined
       // The same bookkeeping and answer as obtain() on a local hit.
       state.lastRequestedAt = now
       return issue(credentialId, { grant: held, source: state.consecutiveFailures > 0 && now >= state.plannedAt ? 'stale' : 'local' }, started)

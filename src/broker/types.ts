@@ -60,9 +60,10 @@ export interface Broker {
   /**
    * getToken's answer when the default grant in memory serves it (a local-cache hit), without a promise or
    * any I/O; undefined for anything else (miss, too short, unknown or signing credential, min_ttl out of
-   * bounds), which getToken then answers. Counted and timed like getToken when it answers.
+   * bounds), which getToken then answers. Counted and timed like getToken when it answers. `admit`, when
+   * given, is asked once the grant is known to serve: false answers undefined and changes nothing.
    */
-  peekToken: (credentialId: string, minTtlSeconds?: number) => IssuedToken | undefined
+  peekToken: (credentialId: string, minTtlSeconds?: number, admit?: () => boolean) => IssuedToken | undefined
   /** A Kigo user session for `user` with at least `minTtlSeconds` left, cached per (credential, external_user_id). */
   userSession: (credentialId: string, user: SessionUser, minTtlSeconds?: number) => Promise<IssuedToken>
   /** A caller reports that the provider rejected `rejectedToken`: refresh once (deduplicated) and answer the new grant. */

@@ -17,40 +17,53 @@ export function expiryText (grant: IssuedToken['grant']): string {
   return text
 }
 
+const bodies = new WeakMap<IssuedToken['grant'], { expiresIn: number, body: string }>()
+
+/**
+ * The token answer's JSON, serialised once per grant and second (expires_in is the only part that moves):
+ * the same bytes from the route handler and from the fast lane (token-fast-lane.ts).
+ */
+export function tokenBody ({ grant, expiresIn }: IssuedToken): string {
+  const last = bodies.get(grant)
+  if (last !== undefined && last.expiresIn === expiresIn) return last.body
+  const body = JSON.stringify({ access_token: grant.accessToken, token_type: grant.tokenType, expires_at: expiryText(grant), expires_in: expiresIn, scope: grant.scope })
+  bodies.set(grant, { expiresIn, body })
+  return body
+}
+
+/** The answer's content type, as Fastify sets it for a JSON body. */
+export const jsonContentType = 'application/json; charset=utf-8'
+
 /**
  * Audits and answers one token handed out: the same line and the same answer (headers, body) from the
  * cache-hit pass and from the route handler.
  */
 export function sendToken (app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, credentialId: string, issued: IssuedToken, route: string = routeOf(request)): FastifyReply {
   const { grant } = issued
-  const expiresAt = expiryText(grant)
   // One audit line per token handed out: who, which, a fingerprint (never the token), until when.
-  app.audit.tokenIssued(request, { caller: request.caller?.id ?? 'anonymous', credentialId, grant, fingerprint: grantFingerprint(grant), expiresAt, source: issued.source, route })
-  return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send({
-    access_token: grant.accessToken,
-    token_type: grant.tokenType,
-    expires_at: expiresAt,
-    expires_in: issued.expiresIn,
-    scope: grant.scope
-  })
+  app.audit.tokenIssued(request, { caller: request.caller?.id ?? 'anonymous', credentialId, grant, fingerprint: grantFingerprint(grant), expiresAt: expiryText(grant), source: issued.source, route })
+  return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').header('content-type', jsonContentType).send(tokenBody(issued))
 }
 
-/** The route's path parameter and min_ttl, as CredentialIdParams and MinTtl (routes/schemas.ts) accept them. */
-const credentialIdShape = /^[a-z0-9][a-z0-9._-]{0,63}$/
+/**
+ * min_ttl as MinTtl (routes/schemas.ts) accepts it. (The path's id needs no check of its own: an id of a
+ * configured credential is one the schema accepts, credentials-file.ts holds them to the same shape.)
+ */
 const minTtlShape = /^\d{1,9}$/
 const maxMinTtlSeconds = 86_400
 /** Not decided here: the schema validator answers it (so its error answers stay what they are). */
-const bySchema = Symbol('by schema')
+export const bySchema = Symbol('by schema')
 
 /** min_ttl as the schema reads it when the schema would accept it: absent, or 0 to 86400 in digits. */
-function acceptedMinTtl (value: unknown): number | undefined | typeof bySchema {
+export function acceptedMinTtl (value: unknown): number | undefined | typeof bySchema {
   if (value === undefined) return undefined
   if (typeof value !== 'string' || !minTtlShape.test(value)) return bySchema
   const seconds = Number(value)
   return seconds <= maxMinTtlSeconds ? seconds : bySchema
 }
 
-const tokenRoute = 'GET /v1/credentials/:id/token'
+/** The token route, as audit lines name it. */
+export const tokenRoute = 'GET /v1/credentials/:id/token'
 
 /**
  * GET /v1/credentials/:id/token answered in one synchronous pass when the grant is in memory (issue 12):
@@ -65,7 +78,7 @@ export function tokenCacheHit (app: FastifyInstance, credentialsById: ReadonlyMa
     const caller = request.caller
     const id = (request.params as { id?: unknown }).id
     const query = request.query as { min_ttl?: unknown, scope?: unknown }
-    if (caller === null || typeof id !== 'string' || !credentialIdShape.test(id) || query.scope !== undefined) {
+    if (caller === null || typeof id !== 'string' || query.scope !== undefined) {
       done()
       return
     }

@@ -5,6 +5,7 @@ import { BrokerError } from '../errors.js'
 import { adminRoutes } from './admin.js'
 import { credentialRoutes } from './credentials.js'
 import { proxyRoutes } from './proxy.js'
+import { tokenFastLane } from './token-fast-lane.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -98,6 +99,10 @@ export const v1Routes: FastifyPluginAsync = async (app) => {
     if (request.routeOptions.config.admin !== true && request.caller !== null) assertMayUse(request.caller, credential)
     request.credential = credential
   })
+
+  // Token cache hits are answered ahead of Fastify (routes/token-fast-lane.ts), except while Fastify logs
+  // every request (debug, trace): those lines would be missing for them.
+  if (!['debug', 'trace'].includes(app.config.logLevel)) app.connections.answerFirst(tokenFastLane(app, credentialsById))
 
   await app.register(credentialRoutes)
   await app.register(proxyRoutes)

@@ -73,6 +73,22 @@ describe('shared-count rate-limit store (real Redis)', () => {
     expect((await incr(store, 'mailer')).current).toBe(1)
   })
 
+  it('counts without a promise only what it can count now and within the limit (the token fast lane)', async () => {
+    const store = replica()
+    await ready()
+    // A caller's first request of a window must read the shared count first: nothing counted.
+    expect(store.countWithin('billing', 3)).toBeUndefined()
+    expect((await incr(store, 'billing')).current).toBe(1)
+    expect(store.countWithin('billing', 3)).toEqual({ current: 2, ttlMs: 50_000 })
+    expect(store.countWithin('billing', 3)).toEqual({ current: 3, ttlMs: 50_000 })
+    // At the limit: refused without counting, so the ordinary path counts the request once.
+    expect(store.countWithin('billing', 3)).toBeUndefined()
+    expect((await incr(store, 'billing')).current).toBe(4)
+    // A new window: the first request goes through Redis again.
+    clock += windowMs
+    expect(store.countWithin('billing', 3)).toBeUndefined()
+  })
+
   it('starts a new count in a new window', async () => {
     const store = replica()
     await ready()

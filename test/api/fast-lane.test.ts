@@ -1,0 +1,148 @@
+import { request as httpRequest } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { sha256Hex } from '../support/app.js'
+import { sleep } from '../../src/time.js'
+import { bearer, keys, startApiWorld, type ApiWorld } from './world.js'
+
+interface RawAnswer { status: number, headers: Array<[string, string]>, body: string }
+
+/** One request over a real socket, with the answer's headers in the order they were written. */
+async function send (url: string, path: string, options: { method?: string, headers?: Array<[string, string]> } = {}): Promise<RawAnswer> {
+  return await new Promise((resolve, reject) => {
+    // Headers as a flat list, so a name can repeat; Node then adds none of its own, so Host is given here.
+    const headers = [['host', new URL(url).host], ...options.headers ?? []].flat()
+    const outgoing = httpRequest(`${url}${path}`, { method: options.method ?? 'GET', headers }, response => {
+      let body = ''
+      response.setEncoding('utf8').on('data', (chunk: string) => { body += chunk })
+      response.on('end', () => {
+        const answered: Array<[string, string]> = []
+        for (let index = 0; index < response.rawHeaders.length; index += 2) answered.push([(response.rawHeaders[index] as string).toLowerCase(), response.rawHeaders[index + 1] as string])
+        resolve({ status: response.statusCode as number, headers: answered, body })
+      })
+    })
+    outgoing.on('error', reject)
+    outgoing.end()
+  })
+}
+
+/** Which answers the fast lane gave: peekToken is asked with an `admit` only by the lane. */
+function watchLane (app: FastifyInstance): { answered: () => number } {
+  const broker = app.broker as unknown as { peekToken: (...args: unknown[]) => unknown }
+  const peek = broker.peekToken.bind(broker)
+  let answered = 0
+  broker.peekToken = (...args: unknown[]) => {
+    const issued = peek(...args)
+    if (args[2] !== undefined && issued !== undefined) answered++
+    return issued
+  }
+  return { answered: () => answered }
+}
+
+/** What may differ between two answers of the same request: the request id, the time, the counts. */
+const moving = new Set(['x-request-id', 'date', 'x-ratelimit-remaining', 'x-ratelimit-reset'])
+const comparable = (headers: Array<[string, string]>): Array<[string, string]> => headers.filter(([name]) => !['date', 'connection', 'keep-alive'].includes(name)).map(([name, value]) => [name, moving.has(name) ? '*' : value])
+const withoutClock = (body: string): unknown => ({ ...JSON.parse(body) as Record<string, unknown>, expires_in: '*' })
+
+/** Outside a rate-limit window's last seconds: a caller's first count of a window goes through Redis. */
+async function awayFromWindowEdge (): Promise<void> {
+  const left = 60_000 - (Date.now() % 60_000)
+  if (left < 5000) await sleep(left + 50)
+}
+
+describe('GET /v1/credentials/:id/token through the fast lane ahead of Fastify', () => {
+  let world: ApiWorld
+  let app: FastifyInstance
+  let url: string
+  let lane: { answered: () => number }
+  const limitedKey = 'test-limited-key-0123456789'
+
+  beforeAll(async () => {
+    world = await startApiWorld({ extraCallers: [{ id: 'limited', api_key_sha256: sha256Hex(limitedKey), rate_limit_per_minute: 3 }], extraAllowedOnKivra: ['limited'] })
+    app = world.testApp.app
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    lane = watchLane(app)
+    // The mint, and the caller's first count of the window (through Redis, so through Fastify).
+    expect((await send(url, '/v1/credentials/kivra/token', { headers: [['authorization', `Bearer ${keys.service}`]] })).status).toBe(200)
+  })
+  afterAll(async () => { await world.close() })
+  beforeEach(awayFromWindowEdge)
+
+  it('answers a cache hit with the bytes Fastify\'s route would: status, headers in their order, body', async () => {
+    for (const path of ['/v1/credentials/kivra/token?min_ttl=60', '/v1/credentials/kivra/token']) {
+      const before = lane.answered()
+      const fast = await send(url, path, { headers: [['authorization', `Bearer ${keys.service}`]] })
+      expect(lane.answered(), path).toBe(before + 1)
+      const routed = await app.inject({ method: 'GET', url: path, headers: bearer(keys.service) })
+      expect(lane.answered(), 'inject() never reaches the lane').toBe(before + 1)
+
+      expect(fast.status).toBe(200)
+      expect(routed.statusCode).toBe(200)
+      expect(comparable(fast.headers)).toEqual(comparable(Object.entries(routed.headers).map(([name, value]) => [name, String(value)])))
+      expect(withoutClock(fast.body)).toEqual(withoutClock(routed.body))
+      expect(fast.headers.find(([name]) => name === 'x-request-id')?.[1]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+      expect(world.standIns.kivra.isTokenValid((JSON.parse(fast.body) as { access_token: string }).access_token)).toBe(true)
+    }
+  })
+
+  it('leaves everything else to Fastify, which answers it as inject() does', async () => {
+    const service: Array<[string, string]> = [['authorization', `Bearer ${keys.service}`]]
+    const cases: Array<{ name: string, path: string, method?: string, headers: Array<[string, string]> }> = [
+      { name: 'no Authorization', path: '/v1/credentials/kivra/token', headers: [] },
+      { name: 'unknown key', path: '/v1/credentials/kivra/token', headers: [['authorization', 'Bearer not-a-key-of-anyone']] },
+      { name: 'unknown credential', path: '/v1/credentials/nowhere/token', headers: service },
+      { name: 'caller not allowed', path: '/v1/credentials/kigo-other/token', headers: service },
+      { name: 'min_ttl not a number', path: '/v1/credentials/kivra/token?min_ttl=soon', headers: service },
+      { name: 'min_ttl over a day', path: '/v1/credentials/kivra/token?min_ttl=86401', headers: service },
+      { name: 'min_ttl empty', path: '/v1/credentials/kivra/token?min_ttl=', headers: service },
+      { name: 'a scope', path: '/v1/credentials/kivra/token?scope=post:kivra.v1.tenant.example.content', headers: service },
+      { name: 'a percent-encoded id', path: '/v1/credentials/%6Bivra/token', headers: service },
+      { name: 'a signing credential', path: '/v1/credentials/sir/token', headers: service },
+      { name: 'HEAD', path: '/v1/credentials/kivra/token', method: 'HEAD', headers: service },
+      { name: 'POST', path: '/v1/credentials/kivra/token', method: 'POST', headers: service }
+    ]
+    for (const { name, path, method = 'GET', headers } of cases) {
+      const before = lane.answered()
+      const fast = await send(url, path, { method, headers })
+      const routed = await app.inject({ method: method as 'GET', url: path, headers: Object.fromEntries(headers) })
+      expect(lane.answered(), name).toBe(before)
+      expect(fast.status, name).toBe(routed.statusCode)
+      const code = (body: string): unknown => body === '' ? undefined : (JSON.parse(body) as { code?: unknown }).code
+      expect(code(fast.body), name).toBe(code(routed.body))
+    }
+    // Two Authorization headers (inject cannot send them): Fastify refuses, the lane never answers.
+    const before = lane.answered()
+    const doubled = await send(url, '/v1/credentials/kivra/token', { headers: [['authorization', `Bearer ${keys.service}`], ['authorization', `Bearer ${keys.other}`]] })
+    expect(doubled.status).toBe(401)
+    expect(lane.answered()).toBe(before)
+  })
+
+  it('counts each request once against the caller\'s limit, and leaves the 429 to Fastify', async () => {
+    const limited: Array<[string, string]> = [['authorization', `Bearer ${limitedKey}`]]
+    const answers: RawAnswer[] = []
+    for (let attempt = 0; attempt < 5; attempt++) answers.push(await send(url, '/v1/credentials/kivra/token', { headers: limited }))
+    expect(answers.map(answer => answer.status)).toEqual([200, 200, 200, 429, 429])
+    expect(answers.slice(0, 3).map(answer => answer.headers.find(([name]) => name === 'x-ratelimit-remaining')?.[1])).toEqual(['2', '1', '0'])
+    expect((JSON.parse(answers[3]?.body as string) as { code: string }).code).toBe('CB_RATE_LIMITED')
+  })
+})
+
+describe('the fast lane at LOG_LEVEL=debug', () => {
+  it('is not taken, so Fastify logs every request', async () => {
+    const world = await startApiWorld({ logLevel: 'debug' })
+    try {
+      const { app } = world.testApp
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+      const lane = watchLane(app)
+      await awayFromWindowEdge()
+      for (let attempt = 0; attempt < 3; attempt++) expect((await send(url, '/v1/credentials/kivra/token', { headers: [['authorization', `Bearer ${keys.service}`]] })).status).toBe(200)
+      expect(lane.answered()).toBe(0)
+      expect(world.testApp.logs.entries().filter(entry => entry.msg === 'request completed')).toHaveLength(3)
+    } finally {
+      await world.close()
+    }
+  })
+})
