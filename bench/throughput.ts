@@ -12,8 +12,9 @@
  *   before and after each run, divided by the requests wrk completed. Also req/s and wrk's latency percentiles.
  * - Rounds are interleaved (bare, API key, JWT; then rotated) and each figure is the median of its rounds,
  *   so a slow minute of a shared machine hits every target alike.
- * - Latency at a fixed 2,000 req/s: autocannon with `overallRate` in its own process, pinned to core 1
- *   (bench/paced-load.ts; wrk2 is not packaged here), broker and bare in the same run, median of the rounds.
+ * - Latency at a fixed 2,000 req/s: an open-loop generator in its own process, pinned to core 1
+ *   (bench/paced-load.ts: requests due at fixed times whatever the server does, on 50 kept-alive sockets;
+ *   wrk2 is not packaged here), broker and bare in the same run, median of the rounds.
  * - The broker runs with Redis, LOG_LEVEL=info, its audit trail on stdout (to /dev/null), one Kivra
  *   credential whose 8 h token is minted once at start (every measured request is a local-cache hit) and a
  *   rate limit above the bench's rate (the limiter still counts every request).
@@ -301,7 +302,7 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
       at: new Date().toISOString(),
       node: process.version,
       machine: { cpus: (await import('node:os')).cpus().length, shared: true, loadAverageAtStart },
-      method: { serverCore, loadCore, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedGenerator: 'autocannon overallRate, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
+      method: { serverCore, loadCore, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedGenerator: 'open loop, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
       bodyBytes: { broker: Buffer.byteLength(answer), bare: Buffer.byteLength(bareAnswer) },
       runs,
       pacedRuns,

@@ -36,13 +36,14 @@ export interface AuditFields {
   [field: string]: string | number | boolean | undefined
 }
 
-/** What a line says of the request: a FastifyRequest, or what the token route's fast lane knows of one. */
+/** What the token line says of the request (the route's FastifyRequest, or what the fast lane read of one). */
 export interface AuditedRequest {
-  /** Our request id. */
+  /** Our request id: a UUID (app.ts genReqId, or the fast lane's), so it needs no JSON escaping. */
   id: string
   /** The client address. */
   ip: string | undefined
-  headers: IncomingHttpHeaders
+  /** The caller's x-request-id header, if any. */
+  callerRequestId: IncomingHttpHeaders['x-request-id']
 }
 
 export interface IssuedTokenLine {
@@ -121,9 +122,9 @@ export function createAuditTrail (destination: DestinationStream): AuditTrail {
       logger.info({ caller: fields.caller ?? request?.caller?.id ?? 'anonymous', ...fields, ...requestFields(request) }, message)
     },
     tokenIssued (request, issued) {
-      const callerRequestId = request.headers['x-request-id']
+      const { callerRequestId } = request
       const supplied = typeof callerRequestId === 'string' && callerRequestId !== '' ? `,"caller_request_id":${JSON.stringify(callerRequestId.slice(0, 200))}` : ''
-      destination.write(`{"level":${infoLevel}${timestamp()}${prefixFor(issued)},"reqId":${JSON.stringify(request.id)}${request.ip === undefined ? '' : `,"client":${JSON.stringify(request.ip)}`},"source":${JSON.stringify(issued.source)}${supplied},"msg":"token issued"}\n`)
+      destination.write(`{"level":${infoLevel}${timestamp()}${prefixFor(issued)},"reqId":"${request.id}"${request.ip === undefined ? '' : `,"client":${JSON.stringify(request.ip)}`},"source":${JSON.stringify(issued.source)}${supplied},"msg":"token issued"}\n`)
     },
     denied (request, code, status) {
       const credentialId = (request.params as { id?: unknown } | undefined)?.id

@@ -17,17 +17,21 @@ export function expiryText (grant: IssuedToken['grant']): string {
   return text
 }
 
-const bodies = new WeakMap<IssuedToken['grant'], { expiresIn: number, body: string }>()
+/** A token answer's JSON and its length in bytes. */
+export interface TokenBody { expiresIn: number, json: string, bytes: string }
+
+const bodies = new WeakMap<IssuedToken['grant'], TokenBody>()
 
 /**
  * The token answer's JSON, serialised once per grant and second (expires_in is the only part that moves):
  * the same bytes from the route handler and from the fast lane (token-fast-lane.ts).
  */
-export function tokenBody ({ grant, expiresIn }: IssuedToken): string {
+export function tokenBody ({ grant, expiresIn }: IssuedToken): TokenBody {
   const last = bodies.get(grant)
-  if (last !== undefined && last.expiresIn === expiresIn) return last.body
-  const body = JSON.stringify({ access_token: grant.accessToken, token_type: grant.tokenType, expires_at: expiryText(grant), expires_in: expiresIn, scope: grant.scope })
-  bodies.set(grant, { expiresIn, body })
+  if (last !== undefined && last.expiresIn === expiresIn) return last
+  const json = JSON.stringify({ access_token: grant.accessToken, token_type: grant.tokenType, expires_at: expiryText(grant), expires_in: expiresIn, scope: grant.scope })
+  const body = { expiresIn, json, bytes: String(Buffer.byteLength(json)) }
+  bodies.set(grant, body)
   return body
 }
 
@@ -41,8 +45,8 @@ export const jsonContentType = 'application/json; charset=utf-8'
 export function sendToken (app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, credentialId: string, issued: IssuedToken, route: string = routeOf(request)): FastifyReply {
   const { grant } = issued
   // One audit line per token handed out: who, which, a fingerprint (never the token), until when.
-  app.audit.tokenIssued(request, { caller: request.caller?.id ?? 'anonymous', credentialId, grant, fingerprint: grantFingerprint(grant), expiresAt: expiryText(grant), source: issued.source, route })
-  return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').header('content-type', jsonContentType).send(tokenBody(issued))
+  app.audit.tokenIssued({ id: request.id, ip: request.ip, callerRequestId: request.headers['x-request-id'] }, { caller: request.caller?.id ?? 'anonymous', credentialId, grant, fingerprint: grantFingerprint(grant), expiresAt: expiryText(grant), source: issued.source, route })
+  return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').header('content-type', jsonContentType).send(tokenBody(issued).json)
 }
 
 /**

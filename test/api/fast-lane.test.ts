@@ -1,5 +1,5 @@
-import { request as httpRequest } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { Agent, request as httpRequest } from 'node:http'
+import { connect, type AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { sha256Hex } from '../support/app.js'
@@ -64,11 +64,13 @@ describe('GET /v1/credentials/:id/token through the fast lane ahead of Fastify',
     await app.listen({ port: 0, host: '127.0.0.1' })
     url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
     lane = watchLane(app)
+  })
+  afterAll(async () => { await world.close() })
+  beforeEach(async () => {
+    await awayFromWindowEdge()
     // The mint, and the caller's first count of the window (through Redis, so through Fastify).
     expect((await send(url, '/v1/credentials/kivra/token', { headers: [['authorization', `Bearer ${keys.service}`]] })).status).toBe(200)
   })
-  afterAll(async () => { await world.close() })
-  beforeEach(awayFromWindowEdge)
 
   it('answers a cache hit with the bytes Fastify\'s route would: status, headers in their order, body', async () => {
     for (const path of ['/v1/credentials/kivra/token?min_ttl=60', '/v1/credentials/kivra/token']) {
@@ -84,6 +86,29 @@ describe('GET /v1/credentials/:id/token through the fast lane ahead of Fastify',
       expect(withoutClock(fast.body)).toEqual(withoutClock(routed.body))
       expect(fast.headers.find(([name]) => name === 'x-request-id')?.[1]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
       expect(world.standIns.kivra.isTokenValid((JSON.parse(fast.body) as { access_token: string }).access_token)).toBe(true)
+    }
+  })
+
+  it('serves many requests on one kept-alive connection, lane and Fastify answers alternating', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    const sockets = new Set<unknown>()
+    try {
+      const before = lane.answered()
+      for (let attempt = 0; attempt < 60; attempt++) {
+        // Every third request takes Fastify's path (a scope), the others the lane.
+        const path = attempt % 3 === 2 ? '/v1/credentials/kivra/token?scope=post:kivra.v1.tenant.example.content' : '/v1/credentials/kivra/token?min_ttl=30'
+        const status = await new Promise<number>((resolve, reject) => {
+          httpRequest(`${url}${path}`, { agent, headers: { authorization: `Bearer ${keys.service}` } }, response => {
+            sockets.add(response.socket)
+            response.resume().on('end', () => { resolve(response.statusCode as number) })
+          }).on('error', reject).end()
+        })
+        expect(status, path).toBe(200)
+      }
+      expect(lane.answered()).toBe(before + 40)
+      expect(sockets.size).toBe(1)
+    } finally {
+      agent.destroy()
     }
   })
 
@@ -117,6 +142,32 @@ describe('GET /v1/credentials/:id/token through the fast lane ahead of Fastify',
     const doubled = await send(url, '/v1/credentials/kivra/token', { headers: [['authorization', `Bearer ${keys.service}`], ['authorization', `Bearer ${keys.other}`]] })
     expect(doubled.status).toBe(401)
     expect(lane.answered()).toBe(before)
+  })
+
+  it('writes the audit line the route writes, with the caller\'s request ids as Node joins repeated ones', async () => {
+    const headers: Array<[string, string]> = [['authorization', `Bearer ${keys.service}`], ['x-request-id', 'first'], ['X-Request-Id', 'second']]
+    const before = lane.answered()
+    const fast = await send(url, '/v1/credentials/kivra/token', { headers })
+    expect(lane.answered()).toBe(before + 1)
+    const routed = await app.inject({ method: 'GET', url: '/v1/credentials/kivra/token', headers: { authorization: `Bearer ${keys.service}`, 'x-request-id': 'first, second' } })
+    const lineOf = (id: string | undefined): Record<string, unknown> | undefined => world.testApp.logs.entries().find(entry => entry.msg === 'token issued' && entry.reqId === id)
+    const fastLine = lineOf(fast.headers.find(([name]) => name === 'x-request-id')?.[1])
+    const routedLine = lineOf(routed.headers['x-request-id'] as string)
+    expect(fastLine).toMatchObject({ caller_request_id: 'first, second', client: '127.0.0.1' })
+    const { reqId: _fastId, time: _fastTime, ...fastRest } = fastLine as Record<string, unknown>
+    const { reqId: _routedId, time: _routedTime, ...routedRest } = routedLine as Record<string, unknown>
+    expect(fastRest).toEqual(routedRest)
+  })
+
+  it('leaves a request without Host to the server\'s 400', async () => {
+    const { port } = app.server.address() as AddressInfo
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => { socket.end(`GET /v1/credentials/kivra/token HTTP/1.1\r\nAuthorization: Bearer ${keys.service}\r\nConnection: close\r\n\r\n`) })
+      let text = ''
+      socket.setEncoding('utf8').on('data', (chunk: string) => { text += chunk }).on('end', () => { resolve(text) }).on('error', reject)
+    })
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /)
+    expect(answer).toContain('"code":"CB_BAD_REQUEST"')
   })
 
   it('counts each request once against the caller\'s limit, and leaves the 429 to Fastify', async () => {
