@@ -10,8 +10,12 @@
  * - Saturated load: `wrk -t1 -c50` (Debian's wrk; the Authorization header set by a Lua script). The figure
  *   that compares is server CPU time per request: utime + stime of the server process from /proc/<pid>/stat
  *   before and after each run, divided by the requests wrk completed. Also req/s and wrk's latency percentiles.
- * - Rounds are interleaved (bare, API key, JWT; then rotated) and each figure is the median of its rounds,
- *   so a slow minute of a shared machine hits every target alike.
+ * - Rounds are interleaved (bare, API key, JWT; then rotated) and each figure is the median of its rounds.
+ *   The CPU ratio is given two ways: the ratio of the medians, and the median of each round's own ratio
+ *   (`cpuRatioPerRound`: bare and broker measured side by side, a minute apart at most). On this shared
+ *   machine a slow spell can take two of one target's runs and none of the other's, which moves the first
+ *   figure by ±0.2; the paired one compares runs that shared the machine's state. The goal is judged on the
+ *   paired figure, and both are reported. 7 rounds of 6 s by default.
  * - Latency at a fixed 2,000 req/s: an open-loop generator in its own process, pinned to core 1
  *   (bench/paced-load.ts: requests due at fixed times whatever the server does, on 50 kept-alive sockets;
  *   wrk2 is not packaged here), broker and bare in the same run, median of the rounds.
@@ -51,15 +55,17 @@ export interface ThroughputResult {
   at: string
   node: string
   machine: { cpus: number, shared: boolean, loadAverageAtStart: number[] }
-  method: { serverCore: number, loadCore: number, generator: string, connections: number, durationSeconds: number, rounds: number, pacedGenerator: string, pacedRate: number, pacedSeconds: number }
+  method: { serverCore: number, loadCore: number, generator: string, connections: number, durationSeconds: number, rounds: number, pacedRounds: number, pacedGenerator: string, pacedRate: number, pacedSeconds: number }
   bodyBytes: { broker: number, bare: number }
   runs: Array<{ round: number, target: Target } & SaturatedFigures>
   pacedRuns: Array<{ round: number, target: Target } & PacedFigures>
   /** Medians over the rounds. */
   saturated: Record<Target, SaturatedFigures>
   paced: Record<Target, PacedFigures>
-  /** CPU per request, bare ÷ broker (higher is better; 1 = as cheap as the bare route); JWT against bareJwt. */
+  /** CPU per request, bare ÷ broker (higher is better; 1 = as cheap as the bare route); JWT against bareJwt: ratio of the medians. */
   cpuRatio: { broker: number, brokerJwt: number }
+  /** The same, as the median of each round's own ratio (bare and broker of one round, run side by side). */
+  cpuRatioPerRound: { broker: number, brokerJwt: number, rounds: Array<{ round: number, broker: number, brokerJwt: number }> }
   /** req/s, broker ÷ bare. */
   throughputRatio: { broker: number, brokerJwt: number }
   /** Paced median latency, broker minus bare (ms). */
@@ -202,8 +208,9 @@ export interface ThroughputOptions { connections?: number, durationSeconds?: num
 
 export async function runThroughput (options: ThroughputOptions = {}): Promise<ThroughputResult> {
   const connections = options.connections ?? 50
-  const durationSeconds = options.durationSeconds ?? 10
-  const rounds = options.rounds ?? 3
+  const durationSeconds = options.durationSeconds ?? 6
+  const rounds = options.rounds ?? 7
+  const pacedRounds = Math.min(rounds, 3)
   const pacedRate = options.pacedRate ?? 2000
   const pacedSeconds = options.pacedSeconds ?? 8
   const apiKey = `bench-${randomBytes(16).toString('hex')}`
@@ -274,7 +281,7 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
           brokerPeakKb = Math.max(brokerPeakKb, procStatusKb(brokerPid, 'VmRSS'))
         }
       }
-      for (let r = 0; r < rounds; r++) {
+      for (let r = 0; r < pacedRounds; r++) {
         for (const target of order) {
           console.log(`throughput: round ${r + 1}, ${target}, ${pacedSeconds} s at ${pacedRate} req/s`)
           pacedRuns.push({ round: r + 1, target, ...await pace(targets[target], pacedRate, pacedSeconds, connections) })
@@ -294,6 +301,11 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
       return [target, { p50Ms: round(median(of.map(run => run.p50Ms))), p99Ms: round(median(of.map(run => run.p99Ms))), requests: of.reduce((sum, run) => sum + run.requests, 0), non2xx: of.reduce((sum, run) => sum + run.non2xx, 0), errors: of.reduce((sum, run) => sum + run.errors, 0) }]
     })) as Record<Target, PacedFigures>
     const cpuRatio = { broker: round(saturated.bare.cpuUsPerRequest / saturated.broker.cpuUsPerRequest, 2), brokerJwt: round(saturated.bareJwt.cpuUsPerRequest / saturated.brokerJwt.cpuUsPerRequest, 2) }
+    const perRound = Array.from({ length: rounds }, (_, index) => {
+      const cpuOf = (target: Target): number => runs.find(run => run.round === index + 1 && run.target === target)?.cpuUsPerRequest ?? Number.NaN
+      return { round: index + 1, broker: round(cpuOf('bare') / cpuOf('broker'), 2), brokerJwt: round(cpuOf('bareJwt') / cpuOf('brokerJwt'), 2) }
+    })
+    const cpuRatioPerRound = { broker: round(median(perRound.map(entry => entry.broker)), 2), brokerJwt: round(median(perRound.map(entry => entry.brokerJwt)), 2), rounds: perRound }
     const pacedMedianOverBareMs = { broker: round(paced.broker.p50Ms - paced.bare.p50Ms), brokerJwt: round(paced.brokerJwt.p50Ms - paced.bareJwt.p50Ms) }
     const rssMb = { brokerPeak: mb(brokerPeakKb), brokerHwm: mb(procStatusKb(brokerPid, 'VmHWM')), barePeak: mb(barePeakKb) }
     const goal = { cpuRatio: 0.8, cpuRatioJwt: 0.75, pacedMedianOverBareMs: 0.5, rssMb: 150 }
@@ -302,18 +314,19 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
       at: new Date().toISOString(),
       node: process.version,
       machine: { cpus: (await import('node:os')).cpus().length, shared: true, loadAverageAtStart },
-      method: { serverCore, loadCore, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedGenerator: 'open loop, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
+      method: { serverCore, loadCore, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedRounds, pacedGenerator: 'open loop, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
       bodyBytes: { broker: Buffer.byteLength(answer), bare: Buffer.byteLength(bareAnswer) },
       runs,
       pacedRuns,
       saturated,
       paced,
       cpuRatio,
+      cpuRatioPerRound,
       throughputRatio: { broker: round(saturated.broker.requestsPerSecond / saturated.bare.requestsPerSecond, 2), brokerJwt: round(saturated.brokerJwt.requestsPerSecond / saturated.bareJwt.requestsPerSecond, 2) },
       pacedMedianOverBareMs,
       rssMb,
       goal,
-      met: { cpuRatio: cpuRatio.broker >= goal.cpuRatio, cpuRatioJwt: cpuRatio.brokerJwt >= goal.cpuRatioJwt, pacedMedian: pacedMedianOverBareMs.broker <= goal.pacedMedianOverBareMs, rss: rssMb.brokerHwm <= goal.rssMb },
+      met: { cpuRatio: cpuRatioPerRound.broker >= goal.cpuRatio, cpuRatioJwt: cpuRatioPerRound.brokerJwt >= goal.cpuRatioJwt, pacedMedian: pacedMedianOverBareMs.broker <= goal.pacedMedianOverBareMs, rss: rssMb.brokerHwm <= goal.rssMb },
       mintsDuringBench: kivra.mints - mintsBefore
     }
   } finally {
