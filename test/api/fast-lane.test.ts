@@ -2,7 +2,8 @@ import { Agent, request as httpRequest } from 'node:http'
 import { connect, type AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { sha256Hex } from '../support/app.js'
+import { sha256Hex, tempFile } from '../support/app.js'
+import { audience, callerToken, signingKey } from '../auth/jwt-issuer.js'
 import { sleep } from '../../src/time.js'
 import { bearer, keys, startApiWorld, type ApiWorld } from './world.js'
 
@@ -56,10 +57,17 @@ describe('GET /v1/credentials/:id/token through the fast lane ahead of Fastify',
   let app: FastifyInstance
   let url: string
   let lane: { answered: () => number }
+  let jwt: string
   const limitedKey = 'test-limited-key-0123456789'
 
   beforeAll(async () => {
-    world = await startApiWorld({ extraCallers: [{ id: 'limited', api_key_sha256: sha256Hex(limitedKey), rate_limit_per_minute: 3 }], extraAllowedOnKivra: ['limited'] })
+    const key = await signingKey('ES256')
+    world = await startApiWorld({
+      callerJwt: { issuer: 'https://kubernetes.default.svc.cluster.local', audience, jwks_file: tempFile('jwks.json', JSON.stringify({ keys: [key.jwk] })) },
+      extraCallers: [{ id: 'limited', api_key_sha256: sha256Hex(limitedKey), rate_limit_per_minute: 3 }, { id: 'jwt-service', jwt_subject: 'system:serviceaccount:ns:jwt-service' }],
+      extraAllowedOnKivra: ['limited', 'jwt-service']
+    })
+    jwt = await callerToken(key, { sub: 'system:serviceaccount:ns:jwt-service' })
     app = world.testApp.app
     await app.listen({ port: 0, host: '127.0.0.1' })
     url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
@@ -86,6 +94,28 @@ describe('GET /v1/credentials/:id/token through the fast lane ahead of Fastify',
       expect(withoutClock(fast.body)).toEqual(withoutClock(routed.body))
       expect(fast.headers.find(([name]) => name === 'x-request-id')?.[1]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
       expect(world.standIns.kivra.isTokenValid((JSON.parse(fast.body) as { access_token: string }).access_token)).toBe(true)
+    }
+  })
+
+  it('answers a JWT caller once its token has been verified (by Fastify, the first time)', async () => {
+    const headers: Array<[string, string]> = [['authorization', `Bearer ${jwt}`]]
+    const before = lane.answered()
+    const first = await send(url, '/v1/credentials/kivra/token', { headers })
+    expect(first.status).toBe(200)
+    expect(lane.answered(), 'a JWT not seen before is verified asynchronously, by Fastify').toBe(before)
+    const again = await send(url, '/v1/credentials/kivra/token', { headers })
+    expect(again.status).toBe(200)
+    expect(lane.answered()).toBe(before + 1)
+    const routed = await app.inject({ method: 'GET', url: '/v1/credentials/kivra/token', headers: { authorization: `Bearer ${jwt}` } })
+    expect(comparable(again.headers)).toEqual(comparable(Object.entries(routed.headers).map(([name, value]) => [name, String(value)])))
+  })
+
+  it('leaves a GET with a body (Content-Length or chunked) to Fastify', async () => {
+    for (const extra of [['content-length', '0'], ['transfer-encoding', 'chunked']] as Array<[string, string]>) {
+      const before = lane.answered()
+      const answer = await send(url, '/v1/credentials/kivra/token', { headers: [['authorization', `Bearer ${keys.service}`], extra] })
+      expect(answer.status, extra[0]).toBe(200)
+      expect(lane.answered(), extra[0]).toBe(before)
     }
   })
 
@@ -119,6 +149,7 @@ describe('GET /v1/credentials/:id/token through the fast lane ahead of Fastify',
       { name: 'unknown key', path: '/v1/credentials/kivra/token', headers: [['authorization', 'Bearer not-a-key-of-anyone']] },
       { name: 'unknown credential', path: '/v1/credentials/nowhere/token', headers: service },
       { name: 'caller not allowed', path: '/v1/credentials/kigo-other/token', headers: service },
+      { name: 'a front-end caller on a backend-only credential', path: '/v1/credentials/kivra/token', headers: [['authorization', `Bearer ${keys.frontend}`]] },
       { name: 'min_ttl not a number', path: '/v1/credentials/kivra/token?min_ttl=soon', headers: service },
       { name: 'min_ttl over a day', path: '/v1/credentials/kivra/token?min_ttl=86401', headers: service },
       { name: 'min_ttl empty', path: '/v1/credentials/kivra/token?min_ttl=', headers: service },
