@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { Config } from './config.js'
 import { createBrokerHttpServer, type BrokerHttpServer } from './http-server.js'
 import { clientErrorHandler, frameworkErrorHandler, registerProblemHandlers } from './problem.js'
-import { createLogger } from './observability/logger.js'
+import { createLogger, logsEveryRequest } from './observability/logger.js'
 import { createAuditTrail, streamOf, type AuditTrail } from './observability/audit.js'
 import { metricsPlugin } from './observability/plugin.js'
 import { lazyRequestLogger } from './observability/request-logger.js'
@@ -76,7 +76,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     // No "incoming request" / "request completed" pair per request at info and above: at hundreds of
     // requests a second they cost a third of the throughput. Every token handed out still writes its
     // audit line, and errors are logged by the problem handler. LOG_LEVEL=debug brings them back.
-    logController: new LogController({ disableRequestLogging: !['debug', 'trace'].includes(config.logLevel) }),
+    logController: new LogController({ disableRequestLogging: !logsEveryRequest(config.logLevel) }),
     // The per-request child logger is made on first use: most token requests never log through it, and
     // making one (pino redacts its bindings) costs a twentieth of a cache hit.
     childLoggerFactory: lazyRequestLogger,

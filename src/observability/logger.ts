@@ -107,6 +107,9 @@ export function loggerOptions (level: string): LoggerOptions {
   }
 }
 
+/** Whether Fastify logs every request ("incoming request", "request completed") at this level. */
+export const logsEveryRequest = (level: string): boolean => level === 'debug' || level === 'trace'
+
 /** The longest a written line waits in memory before it is handed to stdout. */
 export const logFlushIntervalMs = 100
 /**

@@ -6,6 +6,7 @@ import { adminRoutes } from './admin.js'
 import { credentialRoutes } from './credentials.js'
 import { proxyRoutes } from './proxy.js'
 import { tokenFastLane } from './token-fast-lane.js'
+import { logsEveryRequest } from '../observability/logger.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -102,7 +103,7 @@ export const v1Routes: FastifyPluginAsync = async (app) => {
 
   // Token cache hits are answered ahead of Fastify (routes/token-fast-lane.ts), except while Fastify logs
   // every request (debug, trace): those lines would be missing for them.
-  if (!['debug', 'trace'].includes(app.config.logLevel)) app.connections.answerFirst(tokenFastLane(app, credentialsById))
+  if (!logsEveryRequest(app.config.logLevel)) app.connections.answerFirst(tokenFastLane(app, credentialsById))
 
   await app.register(credentialRoutes)
   await app.register(proxyRoutes)
