@@ -53,15 +53,20 @@ function waitText (seconds: number): string {
   return `${minutes} minute${minutes === 1 ? '' : 's'}`
 }
 
+/** The rate-limit headers of a counted request (remaining never below 0). */
+function limitHeaders (limit: number, counted: Counted): RateLimitHeaders {
+  return { limit, remaining: Math.max(0, limit - counted.current), resetSeconds: Math.ceil(counted.ttlMs / 1000) }
+}
+
 /**
  * Answers one counted request: the rate-limit headers, then either the next hook or a 429 (the one
  * problem+json handler answers it, with Retry-After). The headers, their order and the 429 are those
  * @fastify/rate-limit gave before this limiter replaced it (test/api/answers.test.ts).
  */
 function admit (request: FastifyRequest, reply: FastifyReply, max: number, counted: Counted, done: HookHandlerDoneFunction): void {
-  const resetSeconds = Math.ceil(counted.ttlMs / 1000)
+  const { remaining, resetSeconds } = limitHeaders(max, counted)
   if (counted.current <= max) {
-    void reply.header('x-ratelimit-limit', max).header('x-ratelimit-remaining', max - counted.current).header('x-ratelimit-reset', resetSeconds)
+    void reply.header('x-ratelimit-limit', max).header('x-ratelimit-remaining', remaining).header('x-ratelimit-reset', resetSeconds)
     done()
     return
   }
@@ -130,6 +135,6 @@ export const rateLimitPlugin = fp(async (app) => {
   app.decorate('callerAdmittedNow', (caller: Caller): RateLimitHeaders | undefined => {
     const limit = caller.rate_limit_per_minute ?? max
     const counted = store.countWithin(caller.id, limit)
-    return counted === undefined ? undefined : { limit, remaining: limit - counted.current, resetSeconds: Math.ceil(counted.ttlMs / 1000) }
+    return counted === undefined ? undefined : limitHeaders(limit, counted)
   })
 }, { name: 'rate-limit', fastify: '5.x', dependencies: ['config', 'auth'] })

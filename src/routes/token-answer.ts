@@ -3,7 +3,7 @@ import { mayUse } from '../auth/policy.js'
 import type { CredentialConfig } from '../config.js'
 import { grantFingerprint } from '../broker/grant-identity.js'
 import type { IssuedToken } from '../broker/types.js'
-import { routeOf } from '../observability/audit.js'
+import { routeOf, type AuditedRequest, type AuditTrail } from '../observability/audit.js'
 
 const expiryTexts = new WeakMap<IssuedToken['grant'], string>()
 
@@ -38,14 +38,18 @@ export function tokenBody ({ grant, expiresIn }: IssuedToken): TokenBody {
 /** The answer's content type, as Fastify sets it for a JSON body. */
 export const jsonContentType = 'application/json; charset=utf-8'
 
+/** One audit line per token handed out: who, which, a fingerprint (never the token), until when. */
+export function auditIssued (audit: AuditTrail, request: AuditedRequest, callerId: string, credentialId: string, issued: IssuedToken, route: string): void {
+  const { grant } = issued
+  audit.tokenIssued(request, { caller: callerId, credentialId, grant, fingerprint: grantFingerprint(grant), expiresAt: expiryText(grant), source: issued.source, route })
+}
+
 /**
  * Audits and answers one token handed out: the same line and the same answer (headers, body) from the
  * cache-hit pass and from the route handler.
  */
 export function sendToken (app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, credentialId: string, issued: IssuedToken, route: string = routeOf(request)): FastifyReply {
-  const { grant } = issued
-  // One audit line per token handed out: who, which, a fingerprint (never the token), until when.
-  app.audit.tokenIssued({ id: request.id, ip: request.ip, callerRequestId: request.headers['x-request-id'] }, { caller: request.caller?.id ?? 'anonymous', credentialId, grant, fingerprint: grantFingerprint(grant), expiresAt: expiryText(grant), source: issued.source, route })
+  auditIssued(app.audit, { id: request.id, ip: request.ip, callerRequestId: request.headers['x-request-id'] }, request.caller?.id ?? 'anonymous', credentialId, issued, route)
   return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').header('content-type', jsonContentType).send(tokenBody(issued).json)
 }
 

@@ -3,9 +3,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import { mayUse } from '../auth/policy.js'
 import type { RateLimitHeaders } from '../auth/rate-limit.js'
-import { grantFingerprint } from '../broker/grant-identity.js'
 import type { CredentialConfig } from '../config.js'
-import { acceptedMinTtl, bySchema, expiryText, jsonContentType, tokenBody, tokenRoute } from './token-answer.js'
+import { readHeaders } from './raw-headers.js'
+import { acceptedMinTtl, auditIssued, bySchema, jsonContentType, tokenBody, tokenRoute } from './token-answer.js'
 
 /** Answers a request and says true, or says false and leaves it, untouched, to Fastify. */
 export type FastLane = (request: IncomingMessage, response: ServerResponse) => boolean
@@ -25,56 +25,7 @@ function tokenRequestOf (url: string): { id: string, minTtl: number | undefined 
   if (rest === url.length) return { id, minTtl: undefined }
   if (!url.startsWith(minTtlQuery, rest)) return undefined
   const minTtl = acceptedMinTtl(url.slice(rest + minTtlQuery.length))
-  return minTtl === bySchema || minTtl === undefined ? undefined : { id, minTtl }
-}
-
-/** What the lane needs of a request's headers, read from rawHeaders in one pass. */
-interface HeadersRead {
-  host: boolean
-  /** Content-Length or Transfer-Encoding: a body, Fastify's to judge. */
-  body: boolean
-  authorizations: number
-  authorization: string | undefined
-  /** As Node's `headers` has it: repeated ones joined with ", ". */
-  callerRequestId: string | undefined
-}
-
-/** `name` is `lower` in any case (`lower` in lower case); the usual spellings compared first, without a copy. */
-const named = (name: string, lower: string, usual: string): boolean => name === lower || name === usual || name.toLowerCase() === lower
-
-/**
- * The headers the lane looks at, from rawHeaders (name, value, name, value, …), without building Node's
- * `headers` object (the lane never needs the rest). Only names of the right length are compared.
- */
-function readHeaders (rawHeaders: readonly string[]): HeadersRead {
-  const read: HeadersRead = { host: false, body: false, authorizations: 0, authorization: undefined, callerRequestId: undefined }
-  for (let index = 0; index < rawHeaders.length; index += 2) {
-    const name = rawHeaders[index] as string
-    switch (name.length) {
-      case 4:
-        if (named(name, 'host', 'Host')) read.host = true
-        break
-      case 12:
-        if (named(name, 'x-request-id', 'X-Request-Id')) {
-          const value = rawHeaders[index + 1] as string
-          read.callerRequestId = read.callerRequestId === undefined ? value : `${read.callerRequestId}, ${value}`
-        }
-        break
-      case 13:
-        if (named(name, 'authorization', 'Authorization')) {
-          read.authorizations++
-          read.authorization = rawHeaders[index + 1] as string
-        }
-        break
-      case 14:
-        if (named(name, 'content-length', 'Content-Length')) read.body = true
-        break
-      case 17:
-        if (named(name, 'transfer-encoding', 'Transfer-Encoding')) read.body = true
-        break
-    }
-  }
-  return read
+  return minTtl === bySchema ? undefined : { id, minTtl }
 }
 
 /**
@@ -140,8 +91,7 @@ export function tokenFastLane (app: FastifyInstance, credentialsById: ReadonlyMa
     if (issued === undefined || limits === undefined) return false
 
     const id = randomUUID()
-    const { grant } = issued
-    audit.tokenIssued({ id, ip: request.socket.remoteAddress, callerRequestId: headers.callerRequestId }, { caller: caller.id, credentialId: wanted.id, grant, fingerprint: grantFingerprint(grant), expiresAt: expiryText(grant), source: issued.source, route: tokenRoute })
+    auditIssued(audit, { id, ip: request.socket.remoteAddress, callerRequestId: headers.callerRequestId }, caller.id, wanted.id, issued, tokenRoute)
     const body = tokenBody(issued)
     // The route's headers in its order: the rate limit (onRequest), the answer's, then Fastify's.
     response.writeHead(200, [

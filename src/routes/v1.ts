@@ -5,6 +5,7 @@ import { BrokerError } from '../errors.js'
 import { adminRoutes } from './admin.js'
 import { credentialRoutes } from './credentials.js'
 import { proxyRoutes } from './proxy.js'
+import { readHeaders } from './raw-headers.js'
 import { tokenFastLane } from './token-fast-lane.js'
 import { logsEveryRequest } from '../observability/logger.js'
 
@@ -20,16 +21,6 @@ declare module 'fastify' {
      */
     credential: CredentialConfig | null
   }
-}
-
-/** How many Authorization headers a request carries (rawHeaders: name, value, name, value, …). */
-function authorizationCount (rawHeaders: readonly string[]): number {
-  let count = 0
-  for (let index = 0; index < rawHeaders.length; index += 2) {
-    const name = rawHeaders[index] as string
-    if (name.length === 13 && name.toLowerCase() === 'authorization') count += 1
-  }
-  return count
 }
 
 /**
@@ -62,7 +53,7 @@ export const v1Routes: FastifyPluginAsync = async (app) => {
     let caller: Caller | undefined
     // Node keeps the first of several Authorization headers; a proxy in front may keep the last and see
     // another caller. RFC 9110 allows one: more is refused, never resolved one way or the other.
-    if (authorizationCount(request.raw.rawHeaders) > 1) {
+    if (readHeaders(request.raw.rawHeaders).authorizations > 1) {
       done(new BrokerError('CB_UNAUTHENTICATED', 'more than one Authorization header'))
       return
     }
