@@ -63,7 +63,9 @@ describe('SIGTERM with callers on keep-alive connections (the broker process)', 
     for (const outcome of after.filter(o => o.status !== undefined)) {
       expect(outcome.status === 200 || outcome.contentType?.startsWith('application/problem+json') === true, JSON.stringify(outcome)).toBe(true)
     }
-    expect(after.some(outcome => outcome.status !== undefined && outcome.connection === 'close')).toBe(true)
+    // Each connection open when shutdown began carries one more answer, with Connection: close. That request
+    // may have been sent before the signal and read after it (a busy machine delivers the signal first).
+    expect(outcomes.some(outcome => outcome.status !== undefined && outcome.connection === 'close')).toBe(true)
     expect(before.filter(outcome => outcome.error !== undefined)).toEqual([])
   }, 40_000)
 })
