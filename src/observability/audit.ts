@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { hostname } from 'node:os'
 import type { FastifyRequest } from 'fastify'
 import { pino, type DestinationStream, type Logger } from 'pino'
+import { grantFingerprint } from '../broker/grant-identity.js'
 import type { Grant } from '../providers/types.js'
 
 /**
@@ -46,12 +47,11 @@ export interface AuditedRequest {
   callerRequestId: IncomingHttpHeaders['x-request-id']
 }
 
+/** What the token line says of the token: its fingerprint and expiry come from the grant (the prefix). */
 export interface IssuedTokenLine {
   caller: string
   credentialId: string
   grant: Grant
-  fingerprint: string
-  expiresAt: string
   source: string
   route: string
 }
@@ -89,33 +89,53 @@ function timestamp (): string {
 }
 const infoLevel = 30
 
+/** `,"name":<value as JSON>`, serialised again only when the value differs from the last one (a client address, a source). */
+function jsonFieldMemo (name: string): (value: string) => string {
+  let lastValue: string | undefined
+  let lastField = ''
+  return value => {
+    if (value !== lastValue) {
+      lastValue = value
+      lastField = `,${JSON.stringify(name)}:${JSON.stringify(value)}`
+    }
+    return lastField
+  }
+}
+
 /** The audit trail writing into `destination` (the main log's stream: see logger.ts). */
 export function createAuditTrail (destination: DestinationStream): AuditTrail {
   const base = { pid: process.pid, hostname: hostname(), audit: true }
   const logger = pino({ level: 'info', base, timestamp }, destination)
   /*
    * The token line is the one written per cache hit, so it is assembled here from a prefix serialised once
-   * per (grant, caller, route) — the same bytes pino writes for a child with these bindings — plus the
-   * request's own fields, and handed to the same stream. pino's per-line pass over the object (key loop,
-   * escaping check per value) was about a twentieth of a cache hit.
+   * per (grant, caller, credential, route) — the same bytes pino writes for a child with these bindings —
+   * plus the request's own fields, and handed to the same stream. pino's per-line pass over the object (key
+   * loop, escaping check per value) was about a twentieth of a cache hit.
    */
   const prefixes = new WeakMap<Grant, Map<string, string>>()
+  // The last prefix again without a lookup: a hot caller asks for the same grant over and over.
+  let last: { issued: IssuedTokenLine, prefix: string } | undefined
 
   function prefixFor (issued: IssuedTokenLine): string {
-    let byCaller = prefixes.get(issued.grant)
-    if (byCaller === undefined) {
-      byCaller = new Map()
-      prefixes.set(issued.grant, byCaller)
+    if (last !== undefined && last.issued.grant === issued.grant && last.issued.caller === issued.caller && last.issued.credentialId === issued.credentialId && last.issued.route === issued.route) return last.prefix
+    let byLine = prefixes.get(issued.grant)
+    if (byLine === undefined) {
+      byLine = new Map()
+      prefixes.set(issued.grant, byLine)
     }
     const key = `${issued.caller}\n${issued.credentialId}\n${issued.route}`
-    let prefix = byCaller.get(key)
+    let prefix = byLine.get(key)
     if (prefix === undefined) {
-      const fields = { ...base, caller: issued.caller, credentialId: issued.credentialId, outcome: 'issued', route: issued.route, fingerprint: issued.fingerprint, expiresAt: issued.expiresAt }
+      const { grant } = issued
+      const fields = { ...base, caller: issued.caller, credentialId: issued.credentialId, outcome: 'issued', route: issued.route, fingerprint: grantFingerprint(grant), expiresAt: new Date(grant.expiresAt).toISOString() }
       prefix = `,${JSON.stringify(fields).slice(1, -1)}`
-      byCaller.set(key, prefix)
+      byLine.set(key, prefix)
     }
+    last = { issued, prefix }
     return prefix
   }
+  const clientField = jsonFieldMemo('client')
+  const sourceField = jsonFieldMemo('source')
 
   return {
     record (request, fields, message) {
@@ -124,7 +144,7 @@ export function createAuditTrail (destination: DestinationStream): AuditTrail {
     tokenIssued (request, issued) {
       const { callerRequestId } = request
       const supplied = typeof callerRequestId === 'string' && callerRequestId !== '' ? `,"caller_request_id":${JSON.stringify(callerRequestId.slice(0, 200))}` : ''
-      destination.write(`{"level":${infoLevel}${timestamp()}${prefixFor(issued)},"reqId":"${request.id}"${request.ip === undefined ? '' : `,"client":${JSON.stringify(request.ip)}`},"source":${JSON.stringify(issued.source)}${supplied},"msg":"token issued"}\n`)
+      destination.write(`{"level":${infoLevel}${timestamp()}${prefixFor(issued)},"reqId":"${request.id}"${request.ip === undefined ? '' : clientField(request.ip)}${sourceField(issued.source)}${supplied},"msg":"token issued"}\n`)
     },
     denied (request, code, status) {
       const credentialId = (request.params as { id?: unknown } | undefined)?.id

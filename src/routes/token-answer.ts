@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import { mayUse } from '../auth/policy.js'
 import type { CredentialConfig } from '../config.js'
-import { grantFingerprint } from '../broker/grant-identity.js'
 import type { IssuedToken } from '../broker/types.js'
 import { routeOf, type AuditedRequest, type AuditTrail } from '../observability/audit.js'
 
@@ -40,8 +39,7 @@ export const jsonContentType = 'application/json; charset=utf-8'
 
 /** One audit line per token handed out: who, which, a fingerprint (never the token), until when. */
 export function auditIssued (audit: AuditTrail, request: AuditedRequest, callerId: string, credentialId: string, issued: IssuedToken, route: string): void {
-  const { grant } = issued
-  audit.tokenIssued(request, { caller: callerId, credentialId, grant, fingerprint: grantFingerprint(grant), expiresAt: expiryText(grant), source: issued.source, route })
+  audit.tokenIssued(request, { caller: callerId, credentialId, grant: issued.grant, source: issued.source, route })
 }
 
 /**
