@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { loadConfig, type Config } from './config.js'
@@ -22,6 +23,16 @@ function exitOnConfigError (err: unknown): never {
   for (const problem of err.problems) process.stderr.write(`  ${problem}\n`)
   process.exit(78)
 }
+
+/*
+ * WebAssembly is compiled by V8's baseline compiler (Liftoff) only, never tiered up to TurboFan. The only
+ * WebAssembly the broker runs is llhttp, the HTTP/1 parser of undici and of Node's fetch (provider calls,
+ * the proxy); TurboFan compiling its one very large parse function held 30–45 MB of compiler memory for
+ * about 0.4 s after the first provider call, the broker's memory high-water mark (bench/README.md, "RSS").
+ * Liftoff code parses a provider's answer a little slower, which the proxy bench measures. Set here, before
+ * any HTTP client runs; V8 reads it when it compiles a module.
+ */
+setFlagsFromString('--liftoff-only')
 
 let config: Config
 try {
