@@ -18,6 +18,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { stringify as toYaml } from 'yaml'
 import { sha256Hex, tempFile } from '../test/support/app.js'
+import { imageNodeOptions } from '../test/support/dockerfile.js'
 import { startBroker, type BrokerProcess } from '../test/support/process.js'
 import { startKivraStandIn } from '../test/support/providers/index.js'
 import { benchRedis } from './redis.js'
@@ -68,6 +69,7 @@ export async function runProxyBench (options: { connections?: number, durationSe
   const apiKey = `bench-${randomBytes(16).toString('hex')}`
   const body = JSON.stringify({ items: Array.from({ length: 4 }, (_, index) => ({ id: `item-${index}`, amount: 1000 + index, currency: 'SEK' })) })
 
+  const nodeOptions = imageNodeOptions()
   const redis = await benchRedis()
   const kivra = await startKivraStandIn()
   let broker: BrokerProcess | undefined
@@ -86,7 +88,9 @@ export async function runProxyBench (options: { connections?: number, durationSe
         callers: [{ id: 'bench', api_key_sha256: sha256Hex(apiKey) }],
         credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, api_base_url: upstreamBase, allowed_callers: ['bench'] }]
       })),
-      SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...kivra.secret } }))
+      SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...kivra.secret } })),
+      // The V8 heap sizes the image sets (Dockerfile), as the image runs the broker.
+      ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions })
     }, { stdout: 'ignore', built: true })
     const proxiedUrl = `${broker.url}/v1/credentials/kivra/proxy/token`
     const check = await fetch(proxiedUrl, { headers: { authorization: `Bearer ${apiKey}` } })

@@ -22,6 +22,8 @@
  * - The broker runs with Redis, LOG_LEVEL=info, its audit trail on stdout (to /dev/null), one Kivra
  *   credential whose 8 h token is minted once at start (every measured request is a local-cache hit) and a
  *   rate limit above the bench's rate (the limiter still counts every request).
+ * - The broker runs with the image's NODE_OPTIONS (Dockerfile: the V8 heap sizes), as the image runs it;
+ *   recorded as `method.brokerNodeOptions`.
  * - RSS: VmRSS of the broker sampled every 100 ms during every run (the peak), and VmHWM at the end.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -31,6 +33,7 @@ import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { stringify as toYaml } from 'yaml'
 import { sha256Hex, tempFile } from '../test/support/app.js'
+import { imageNodeOptions } from '../test/support/dockerfile.js'
 import { freePort } from '../test/support/ports.js'
 import { startBroker, type BrokerProcess } from '../test/support/process.js'
 import { startKivraStandIn } from '../test/support/providers/index.js'
@@ -55,7 +58,7 @@ export interface ThroughputResult {
   at: string
   node: string
   machine: { cpus: number, shared: boolean, loadAverageAtStart: number[] }
-  method: { serverCore: number, loadCore: number, generator: string, connections: number, durationSeconds: number, rounds: number, pacedRounds: number, pacedGenerator: string, pacedRate: number, pacedSeconds: number }
+  method: { serverCore: number, loadCore: number, brokerNodeOptions: string | undefined, generator: string, connections: number, durationSeconds: number, rounds: number, pacedRounds: number, pacedGenerator: string, pacedRate: number, pacedSeconds: number }
   bodyBytes: { broker: number, bare: number }
   runs: Array<{ round: number, target: Target } & SaturatedFigures>
   pacedRuns: Array<{ round: number, target: Target } & PacedFigures>
@@ -218,6 +221,7 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
   const caller = await jwtCaller(subject)
   const loadAverageAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number)
 
+  const nodeOptions = imageNodeOptions()
   const redis = await benchRedis()
   const kivra = await startKivraStandIn()
   let broker: BrokerProcess | undefined
@@ -236,7 +240,8 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
         caller_jwt: { issuer: caller.issuer, audience: caller.audience, jwks_file: caller.jwksFile, algorithms: ['ES256'] },
         credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, allowed_callers: ['bench-key', 'bench-jwt'] }]
       })),
-      SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...kivra.secret } }))
+      SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...kivra.secret } })),
+      ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions })
     }, { stdout: 'ignore', built: true })
     const brokerPid = broker.child.pid as number
     pin(brokerPid, serverCore)
@@ -314,7 +319,7 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
       at: new Date().toISOString(),
       node: process.version,
       machine: { cpus: (await import('node:os')).cpus().length, shared: true, loadAverageAtStart },
-      method: { serverCore, loadCore, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedRounds, pacedGenerator: 'open loop, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
+      method: { serverCore, loadCore, brokerNodeOptions: nodeOptions, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedRounds, pacedGenerator: 'open loop, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
       bodyBytes: { broker: Buffer.byteLength(answer), bare: Buffer.byteLength(bareAnswer) },
       runs,
       pacedRuns,

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, join, posix, resolve } from 'node:path'
@@ -9,6 +10,7 @@ import { embeddedCredentialsFile, embeddedSecretsFile, EnvSchema, loadConfig, pa
 import type { ProviderKind } from '../../src/providers/catalog.js'
 import { fixedStandInPorts, standInProviders, type StandInProvider } from '../../src/embedded/stand-ins/embedded.js'
 import { createMetrics, refreshReasons, refreshResults, tokenRequestResults } from '../../src/observability/metrics.js'
+import { logicalLines, parseDockerfile, runtimeEnv } from '../support/dockerfile.js'
 
 /*
  * There is no Docker engine or cluster here, so these tests read the deployment artifacts and check what
@@ -30,34 +32,15 @@ const requiredSecretFields: Record<ProviderKind, readonly string[]> = {
 }
 
 type Json = Record<string, unknown>
+/** A Kubernetes memory quantity (256Mi, 1Gi, 300M) in MiB. */
+function mebibytes (quantity: string): number {
+  const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(quantity)
+  if (match === null) return Number.NaN
+  const bytes: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, K: 1e3, M: 1e6, G: 1e9, '': 1 }
+  return Number(match[1]) * (bytes[match[2] ?? ''] as number) / 2 ** 20
+}
 const asObject = (value: unknown): Json => (value !== null && typeof value === 'object' && !Array.isArray(value) ? value as Json : {})
 const asArray = (value: unknown): unknown[] => (Array.isArray(value) ? value : [])
-
-/** Joins backslash-continued lines and drops comments and blank lines. */
-function logicalLines (text: string): string[] {
-  return text.replace(/\\\r?\n/g, ' ').split(/\r?\n/).map(line => line.trim()).filter(line => line !== '' && !line.startsWith('#'))
-}
-
-// ---------------------------------------------------------------------------------------------------
-interface DockerInstruction { keyword: string, args: string }
-interface DockerStage { from: string, name: string | undefined, instructions: DockerInstruction[] }
-
-function parseDockerfile (text: string): DockerStage[] {
-  const stages: DockerStage[] = []
-  for (const line of logicalLines(text)) {
-    const match = /^(\w+)\s+(.*)$/.exec(line)
-    if (match === null) continue
-    const keyword = match[1]!.toUpperCase()
-    const args = match[2]!.trim()
-    if (keyword === 'FROM') {
-      const from = /^(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?/i.exec(args)
-      stages.push({ from: from?.[1] ?? '', name: from?.[2], instructions: [] })
-    } else {
-      stages.at(-1)?.instructions.push({ keyword, args })
-    }
-  }
-  return stages
-}
 
 describe('Dockerfile', () => {
   const stages = parseDockerfile(read('Dockerfile'))
@@ -484,6 +467,25 @@ describe('deploy/kubernetes', () => {
       expect(asObject(resources[kind]).memory, kind).toBeTruthy()
     }
     expect(asObject(resources.requests).cpu).toBeTruthy()
+  })
+
+  it('runs with a V8 heap (the image\'s NODE_OPTIONS, or the pod\'s) that Node accepts and that fits the memory limit', () => {
+    const nodeOptions = envValue('NODE_OPTIONS') ?? runtimeEnv(read('Dockerfile')).NODE_OPTIONS
+    expect(nodeOptions, 'NODE_OPTIONS in the Dockerfile or the pod').toBeDefined()
+    const megabytes = (flag: string): number => Number(new RegExp(`--${flag}=(\\d+)\\b`).exec(nodeOptions!)?.[1] ?? Number.NaN)
+    const oldSpace = megabytes('max-old-space-size')
+    const semiSpace = megabytes('max-semi-space-size')
+    // Both set: left to Node, both follow the container's limit (1 MB semi-spaces under 256Mi, see the Dockerfile).
+    expect(oldSpace).toBeGreaterThan(0)
+    expect(semiSpace).toBeGreaterThanOrEqual(8)
+    // Node refuses (exit 9) a flag it does not take from NODE_OPTIONS; the container would not start.
+    const started = spawnSync(process.execPath, ['-e', 'process.exit(0)'], { env: { PATH: process.env.PATH ?? '', NODE_OPTIONS: nodeOptions }, encoding: 'utf8' })
+    expect(started.stderr).toBe('')
+    expect(started.status).toBe(0)
+    // The old generation, a young generation of three semi-spaces, and ~64 MB of code and native memory
+    // (RSS minus heap of the compiled broker, bench/README.md) within the limit.
+    const limit = mebibytes(String(asObject(asObject(container.resources).limits).memory))
+    expect(oldSpace + 3 * semiSpace + 64).toBeLessThanOrEqual(limit)
   })
 
   it('uses only environment variables the broker knows, with valid values', () => {
