@@ -5,7 +5,7 @@
  * - The upstream is the compiled bare Fastify server of the throughput bench (its own process, loopback),
  *   answering a fixed JSON body of `bodyBytes`. "Direct" is autocannon → upstream; "proxied" is autocannon →
  *   the compiled broker (its own process, Redis, LOG_LEVEL=info: the audit line per request is paid) →
- *   `/v1/credentials/kivra/proxy/token` → the same upstream. The Kivra token is minted once in warm-up, so
+ *   `/v1/credentials/kivra/proxy/v1/credentials/kivra/token` → the same upstream route. The Kivra token is minted once in warm-up, so
  *   every proxied request is a local-cache hit plus one upstream round trip over a kept-alive connection.
  * - Overhead per request is reported three ways: the latency difference at a fixed, unsaturated rate (where
  *   queueing does not dominate; the clearest figure), the latency and throughput difference saturated
@@ -92,7 +92,9 @@ export async function runProxyBench (options: { connections?: number, durationSe
       // The V8 heap sizes the image sets (Dockerfile), as the image runs the broker.
       ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions })
     }, { stdout: 'ignore', built: true })
-    const proxiedUrl = `${broker.url}/v1/credentials/kivra/proxy/token`
+    // The upstream's one route and query (bench/bare-server.ts), behind the proxy route's prefix.
+    const upstreamTarget = new URL(upstream.url)
+    const proxiedUrl = `${broker.url}/v1/credentials/kivra/proxy${upstreamTarget.pathname}${upstreamTarget.search}`
     const check = await fetch(proxiedUrl, { headers: { authorization: `Bearer ${apiKey}` } })
     const checked = await check.text()
     if (check.status !== 200 || checked !== body) throw new Error(`the proxied request answered ${check.status}: ${checked.slice(0, 200)}`)
