@@ -19,14 +19,12 @@ RUN npm run build
 # ---- runtime --------------------------------------------------------------------------------------
 FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
-# The V8 heap sized for the broker, not derived from the container's memory limit. Under the Deployment's
-# 256Mi limit Node would give the young generation 1 MB semi-spaces: at ~8 KB allocated per token request
-# that is a scavenge every ~130 requests, about 13 % more CPU per request (bench/README.md, "RSS"). 16 MB is
-# what V8 grows to under load on a large machine. The old generation is capped at 128 MB (the broker's live
-# heap is ~30-40 MB), which also keeps V8's heap-growing factor low: garbage promoted under load is collected
-# at ~1.3x the live heap instead of ~2x. 128 + 3 x 16 MB young + ~50 MB code and native stays inside 256Mi;
-# raise --max-old-space-size with the limit (deploy test: the heap must fit the Deployment's limit).
-ENV NODE_OPTIONS="--max-semi-space-size=16 --max-old-space-size=128"
+# V8's young generation sized for the broker, not derived from the container's memory limit. Under the
+# Deployment's 256Mi Node would give it 1 MB semi-spaces: at ~8 KB allocated per token request that is a
+# scavenge every ~130 requests, about 13 % more CPU per request (bench/README.md, "RSS"). 16 MB is what V8
+# grows them to under load where memory is plentiful. The old generation stays Node's: sized from the
+# limit, it follows a raised limit by itself (deploy test: the young generation fits the Deployment's limit).
+ENV NODE_OPTIONS="--max-semi-space-size=16"
 WORKDIR /app
 
 COPY package.json package-lock.json ./

@@ -27,15 +27,22 @@ export function parseDockerfile (text: string): DockerStage[] {
   return stages
 }
 
-/** The variables the runtime stage's `ENV name=value` (or `ENV name="value"`) lines set, the last one winning. */
+const unquote = (value: string): string => (value.startsWith('"') ? JSON.parse(value) as string : value)
+
+/**
+ * The variables the runtime stage's ENV lines set, the last one winning: `ENV a=1 b="two words"`, and the
+ * legacy `ENV name value…` form (one variable, the rest of the line its value).
+ */
 export function runtimeEnv (text: string): Record<string, string> {
   const runtime = parseDockerfile(text).at(-1)
   const env: Record<string, string> = {}
   for (const { args } of runtime?.instructions.filter(instruction => instruction.keyword === 'ENV') ?? []) {
-    for (const match of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S+)/g)) {
-      const value = match[2]!
-      env[match[1]!] = value.startsWith('"') ? JSON.parse(value) as string : value
+    const legacy = /^([A-Za-z_][A-Za-z0-9_]*)\s+(.*)$/.exec(args)
+    if (legacy !== null && !legacy[1]!.includes('=')) {
+      env[legacy[1]!] = unquote(legacy[2]!.trim())
+      continue
     }
+    for (const match of args.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S+)/g)) env[match[1]!] = unquote(match[2]!)
   }
   return env
 }
