@@ -22,8 +22,9 @@
  * - The broker runs with Redis, LOG_LEVEL=info, its audit trail on stdout (to /dev/null), one Kivra
  *   credential whose 8 h token is minted once at start (every measured request is a local-cache hit) and a
  *   rate limit above the bench's rate (the limiter still counts every request).
- * - The broker runs with the image's NODE_OPTIONS (Dockerfile: the V8 heap sizes), as the image runs it;
- *   recorded as `method.brokerNodeOptions`.
+ * - The broker runs as the Deployment runs it: with the image's NODE_OPTIONS (Dockerfile) and inside a
+ *   memory cgroup of the Deployment's limit, from which Node sizes the rest of V8's heap
+ *   (bench/memory-cgroup.ts; without root or cgroups it runs unlimited). Both recorded in `method`.
  * - RSS: VmRSS of the broker sampled every 100 ms during every run (the peak), and VmHWM at the end.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -33,10 +34,12 @@ import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { stringify as toYaml } from 'yaml'
 import { sha256Hex, tempFile } from '../test/support/app.js'
+import { deploymentMemoryLimitBytes } from '../test/support/deployment.js'
 import { imageNodeOptions } from '../test/support/dockerfile.js'
 import { freePort } from '../test/support/ports.js'
 import { startBroker, type BrokerProcess } from '../test/support/process.js'
 import { startKivraStandIn } from '../test/support/providers/index.js'
+import { memoryCgroup } from './memory-cgroup.js'
 import { benchRedis } from './redis.js'
 
 /** bareJwt: the bare route sent the JWT caller's request (same Authorization header, so the same bytes to parse). */
@@ -58,7 +61,7 @@ export interface ThroughputResult {
   at: string
   node: string
   machine: { cpus: number, shared: boolean, loadAverageAtStart: number[] }
-  method: { serverCore: number, loadCore: number, brokerNodeOptions: string | undefined, generator: string, connections: number, durationSeconds: number, rounds: number, pacedRounds: number, pacedGenerator: string, pacedRate: number, pacedSeconds: number }
+  method: { serverCore: number, loadCore: number, brokerNodeOptions: string | undefined, brokerMemoryLimit: string, generator: string, connections: number, durationSeconds: number, rounds: number, pacedRounds: number, pacedGenerator: string, pacedRate: number, pacedSeconds: number }
   bodyBytes: { broker: number, bare: number }
   runs: Array<{ round: number, target: Target } & SaturatedFigures>
   pacedRuns: Array<{ round: number, target: Target } & PacedFigures>
@@ -222,6 +225,9 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
   const loadAverageAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number)
 
   const nodeOptions = imageNodeOptions()
+  // The Deployment's memory limit, as a cgroup: Node sizes V8's heap from it (bench/memory-cgroup.ts).
+  const cgroup = memoryCgroup(deploymentMemoryLimitBytes())
+  const memoryLimit = 'unavailable' in cgroup ? `none: ${cgroup.unavailable}` : cgroup.description
   const redis = await benchRedis()
   const kivra = await startKivraStandIn()
   let broker: BrokerProcess | undefined
@@ -242,7 +248,7 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
       })),
       SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...kivra.secret } })),
       ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions })
-    }, { stdout: 'ignore', built: true })
+    }, { stdout: 'ignore', built: true, ...('launcher' in cgroup ? { launcher: cgroup.launcher } : {}) })
     const brokerPid = broker.child.pid as number
     pin(brokerPid, serverCore)
     const tokenUrl = `${broker.url}/v1/credentials/kivra/token?min_ttl=60`
@@ -319,7 +325,7 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
       at: new Date().toISOString(),
       node: process.version,
       machine: { cpus: (await import('node:os')).cpus().length, shared: true, loadAverageAtStart },
-      method: { serverCore, loadCore, brokerNodeOptions: nodeOptions, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedRounds, pacedGenerator: 'open loop, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
+      method: { serverCore, loadCore, brokerNodeOptions: nodeOptions, brokerMemoryLimit: memoryLimit, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedRounds, pacedGenerator: 'open loop, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
       bodyBytes: { broker: Buffer.byteLength(answer), bare: Buffer.byteLength(bareAnswer) },
       runs,
       pacedRuns,
@@ -337,6 +343,7 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
   } finally {
     await bare?.stop()
     await broker?.stop('SIGTERM')
+    if ('remove' in cgroup) cgroup.remove()
     await kivra.close()
     await redis.stop()
   }

@@ -37,12 +37,18 @@ export interface RunBrokerOptions {
   stdout?: 'collect' | 'ignore'
   /** Run the compiled `dist/main.js` (what the Docker image runs; `npm run build` first) instead of the sources through tsx. */
   built?: boolean
+  /**
+   * A command that runs `node …` for us and ends by exec-ing it (so the child's pid is node's), e.g.
+   * bench/memory-cgroup.ts's, which puts the broker in a memory cgroup first.
+   */
+  launcher?: readonly string[]
 }
 
 /** Runs `src/main.ts` (what `npm start` runs; or the build, see `built`) as a separate process and collects its output. */
 export function runBroker (env: Record<string, string>, options: RunBrokerOptions = {}): Omit<BrokerProcess, 'url' | 'port'> {
   const entry = options.built === true ? [`${root}dist/main.js`] : ['--import', tsxLoader, `${root}src/main.ts`]
-  const child = spawn(process.execPath, entry, {
+  const [command, ...launcherArgs] = [...(options.launcher ?? []), process.execPath]
+  const child = spawn(command as string, [...launcherArgs, ...entry], {
     cwd: options.cwd ?? root,
     env: { ...baseEnv(), ...env },
     stdio: ['ignore', options.stdout === 'ignore' ? 'ignore' : 'pipe', 'pipe']
