@@ -22,7 +22,7 @@ import type { Grant } from '../providers/types.js'
 export interface AuditTrail {
   /** One line for `request` with `fields` (caller, credentialId, outcome, route…); the entry point for any route. */
   record: (request: FastifyRequest | undefined, fields: AuditFields, message: string) => void
-  /** The token route's line, from a prefix built once per (caller, credential, grant): the hot path. */
+  /** The token route's line, from a prefix built once per (grant, caller, credential, route): the hot path. */
   tokenIssued: (request: AuditedRequest, issued: IssuedTokenLine) => void
   /** A 401, 403 or 429 answer, with its code. */
   denied: (request: FastifyRequest, code: string, status: number) => void
