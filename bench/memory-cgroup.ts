@@ -9,6 +9,8 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { deploymentMemoryLimitBytes } from '../test/support/deployment.js'
+import { imageNodeOptions } from '../test/support/dockerfile.js'
 
 export interface MemoryCgroup {
   /** runBroker's `launcher`: joins the cgroup, then execs node (the pid stays the same). */
@@ -44,5 +46,29 @@ export function memoryCgroup (limitBytes: number): MemoryCgroup | { unavailable:
     launcher: ['sh', '-c', `echo $$ > ${dir}/cgroup.procs && exec "$@"`, 'sh'],
     description: `memory cgroup ${dir}, limit ${limitBytes / 2 ** 20} MiB`,
     remove: () => { try { rmdirSync(dir) } catch { /* still in use or gone: the kernel keeps it until empty */ } }
+  }
+}
+
+/** How a bench starts the broker so that it runs as the Deployment runs it, and what to record of that. */
+export interface AsDeployed {
+  /** The image's NODE_OPTIONS (Dockerfile), for the broker's environment. */
+  env: Record<string, string>
+  /** For startBroker: inside a memory cgroup of the Deployment's limit, when one can be made. */
+  launcher: { launcher?: string[] }
+  /** For the results: the options, and the limit or why there is none. */
+  recorded: { nodeOptions: string | undefined, memoryLimit: string }
+  /** Call once the broker has exited. */
+  remove: () => void
+}
+
+export function asDeployed (): AsDeployed {
+  const nodeOptions = imageNodeOptions()
+  const cgroup = memoryCgroup(deploymentMemoryLimitBytes())
+  const made = 'launcher' in cgroup
+  return {
+    env: nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions },
+    launcher: made ? { launcher: cgroup.launcher } : {},
+    recorded: { nodeOptions, memoryLimit: made ? cgroup.description : `none: ${cgroup.unavailable}` },
+    remove: made ? cgroup.remove : () => {}
   }
 }

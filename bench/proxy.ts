@@ -18,11 +18,9 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { stringify as toYaml } from 'yaml'
 import { sha256Hex, tempFile } from '../test/support/app.js'
-import { deploymentMemoryLimitBytes } from '../test/support/deployment.js'
-import { imageNodeOptions } from '../test/support/dockerfile.js'
 import { startBroker, type BrokerProcess } from '../test/support/process.js'
 import { startKivraStandIn } from '../test/support/providers/index.js'
-import { memoryCgroup } from './memory-cgroup.js'
+import { asDeployed } from './memory-cgroup.js'
 import { benchRedis } from './redis.js'
 import { load, mean, type LoadFigures, type LoadTarget } from './load.js'
 import { compileServers, startBare } from './throughput.js'
@@ -73,10 +71,8 @@ export async function runProxyBench (options: { connections?: number, durationSe
   const apiKey = `bench-${randomBytes(16).toString('hex')}`
   const body = JSON.stringify({ items: Array.from({ length: 4 }, (_, index) => ({ id: `item-${index}`, amount: 1000 + index, currency: 'SEK' })) })
 
-  const nodeOptions = imageNodeOptions()
-  // The Deployment's memory limit, as a cgroup: Node sizes V8's heap from it (bench/memory-cgroup.ts).
-  const cgroup = memoryCgroup(deploymentMemoryLimitBytes())
-  const memoryLimit = 'unavailable' in cgroup ? `none: ${cgroup.unavailable}` : cgroup.description
+  // The image's NODE_OPTIONS in a memory cgroup of the Deployment's limit (bench/memory-cgroup.ts).
+  const deployed = asDeployed()
   const redis = await benchRedis()
   const kivra = await startKivraStandIn()
   let broker: BrokerProcess | undefined
@@ -96,9 +92,8 @@ export async function runProxyBench (options: { connections?: number, durationSe
         credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, api_base_url: upstreamBase, allowed_callers: ['bench'] }]
       })),
       SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...kivra.secret } })),
-      // As the Deployment runs the broker: the image's NODE_OPTIONS, and its memory limit (cgroup above).
-      ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions })
-    }, { stdout: 'ignore', built: true, ...('launcher' in cgroup ? { launcher: cgroup.launcher } : {}) })
+      ...deployed.env
+    }, { stdout: 'ignore', built: true, ...deployed.launcher })
     // The upstream's one route and query (bench/bare-server.ts), behind the proxy route's prefix.
     const upstreamTarget = new URL(upstream.url)
     const proxiedUrl = `${broker.url}/v1/credentials/kivra/proxy${upstreamTarget.pathname}${upstreamTarget.search}`
@@ -132,7 +127,7 @@ export async function runProxyBench (options: { connections?: number, durationSe
     const proxied = mean(runs.filter(run => run.target === 'proxied'))
     return {
       bench: 'proxy',
-      broker: { nodeOptions, memoryLimit },
+      broker: deployed.recorded,
       connections,
       durationSeconds,
       bodyBytes: Buffer.byteLength(body),
@@ -152,7 +147,7 @@ export async function runProxyBench (options: { connections?: number, durationSe
   } finally {
     await upstream?.stop()
     await broker?.stop('SIGTERM')
-    if ('remove' in cgroup) cgroup.remove()
+    deployed.remove()
     await kivra.close()
     await redis.stop()
   }

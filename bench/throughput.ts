@@ -34,12 +34,10 @@ import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { stringify as toYaml } from 'yaml'
 import { sha256Hex, tempFile } from '../test/support/app.js'
-import { deploymentMemoryLimitBytes } from '../test/support/deployment.js'
-import { imageNodeOptions } from '../test/support/dockerfile.js'
 import { freePort } from '../test/support/ports.js'
 import { startBroker, type BrokerProcess } from '../test/support/process.js'
 import { startKivraStandIn } from '../test/support/providers/index.js'
-import { memoryCgroup } from './memory-cgroup.js'
+import { asDeployed } from './memory-cgroup.js'
 import { benchRedis } from './redis.js'
 
 /** bareJwt: the bare route sent the JWT caller's request (same Authorization header, so the same bytes to parse). */
@@ -224,10 +222,8 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
   const caller = await jwtCaller(subject)
   const loadAverageAtStart = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number)
 
-  const nodeOptions = imageNodeOptions()
-  // The Deployment's memory limit, as a cgroup: Node sizes V8's heap from it (bench/memory-cgroup.ts).
-  const cgroup = memoryCgroup(deploymentMemoryLimitBytes())
-  const memoryLimit = 'unavailable' in cgroup ? `none: ${cgroup.unavailable}` : cgroup.description
+  // The image's NODE_OPTIONS in a memory cgroup of the Deployment's limit (bench/memory-cgroup.ts).
+  const deployed = asDeployed()
   const redis = await benchRedis()
   const kivra = await startKivraStandIn()
   let broker: BrokerProcess | undefined
@@ -247,8 +243,8 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
         credentials: [{ id: 'kivra', provider: 'kivra', environment: 'sandbox', secret: 'secret/kivra', base_url: kivra.url, allowed_callers: ['bench-key', 'bench-jwt'] }]
       })),
       SECRETS_FILE: tempFile('secrets.json', JSON.stringify({ 'secret/kivra': { ...kivra.secret } })),
-      ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions })
-    }, { stdout: 'ignore', built: true, ...('launcher' in cgroup ? { launcher: cgroup.launcher } : {}) })
+      ...deployed.env
+    }, { stdout: 'ignore', built: true, ...deployed.launcher })
     const brokerPid = broker.child.pid as number
     pin(brokerPid, serverCore)
     const tokenUrl = `${broker.url}/v1/credentials/kivra/token?min_ttl=60`
@@ -325,7 +321,7 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
       at: new Date().toISOString(),
       node: process.version,
       machine: { cpus: (await import('node:os')).cpus().length, shared: true, loadAverageAtStart },
-      method: { serverCore, loadCore, brokerNodeOptions: nodeOptions, brokerMemoryLimit: memoryLimit, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedRounds, pacedGenerator: 'open loop, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
+      method: { serverCore, loadCore, brokerNodeOptions: deployed.recorded.nodeOptions, brokerMemoryLimit: deployed.recorded.memoryLimit, generator: `wrk -t1 -c${connections} (Lua script sets Authorization)`, connections, durationSeconds, rounds, pacedRounds, pacedGenerator: 'open loop, own process (bench/paced-load.ts)', pacedRate, pacedSeconds },
       bodyBytes: { broker: Buffer.byteLength(answer), bare: Buffer.byteLength(bareAnswer) },
       runs,
       pacedRuns,
@@ -343,7 +339,7 @@ export async function runThroughput (options: ThroughputOptions = {}): Promise<T
   } finally {
     await bare?.stop()
     await broker?.stop('SIGTERM')
-    if ('remove' in cgroup) cgroup.remove()
+    deployed.remove()
     await kivra.close()
     await redis.stop()
   }
