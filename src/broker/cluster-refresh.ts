@@ -174,6 +174,7 @@ export function createClusterRefresh (deps: ClusterRefreshDeps): ClusterRefresh 
       if (lifecycle.closing) throw new BrokerError('CB_NOT_READY', 'the broker is shutting down', { retryAfterSeconds: 1 })
       // After a wait, never start a provider call past the caller's deadline.
       if (attempt > 0 && Date.now() >= deadline) throw refreshTimeout(state)
+      const heard = state.notices
       let lease: Lease | null
       try {
         lease = await store.acquireLease(state.key, deps.leaseTtlMs(state))
@@ -194,6 +195,13 @@ export function createClusterRefresh (deps: ClusterRefreshDeps): ClusterRefresh 
         notice.cancel()
         deps.adopt(state, stored.grant, stored.fence)
         return stored.grant
+      }
+      // The holder may have finished while we asked for its lease: its notice (a failure announces
+      // itself without a write) can arrive before our waiter was registered. Then look again at once
+      // instead of waiting out a lease that is already gone.
+      if (state.notices !== heard) {
+        notice.cancel()
+        continue
       }
       await notice.promise
     }

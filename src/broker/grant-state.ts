@@ -63,6 +63,8 @@ export class GrantState {
   inflight: Promise<Grant> | undefined = undefined
   /** Woken by a grant notice for this key (another replica's refresh finished). */
   readonly waiters = new Set<() => void>()
+  /** How many grant notices for this key this replica has heard: a waiter registered late can tell it missed one. */
+  notices = 0
   /** When a caller's rejection report last made this replica refresh. */
   lastRejectionRefreshAt = Number.NEGATIVE_INFINITY
   secretVersion: number | undefined = undefined
@@ -152,6 +154,7 @@ export class GrantState {
   }
 
   wakeWaiters (): void {
+    this.notices += 1
     for (const wake of this.waiters) wake()
   }
 

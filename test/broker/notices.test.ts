@@ -5,10 +5,11 @@ import { describe, expect, it, vi } from 'vitest'
 import { assembleEngine, type Engine } from '../../src/assemble.js'
 import { loadConfig } from '../../src/config.js'
 import { sleep } from '../../src/time.js'
-import type { GrantStore } from '../../src/store/types.js'
+import type { BrokerParts } from '../../src/assemble.js'
+import type { GrantStore, Lease } from '../../src/store/types.js'
 import { tempFile } from '../support/app.js'
 import { useCleanup } from '../support/fixtures.js'
-import { startKivraStandIn } from '../support/providers/index.js'
+import { startKivraStandIn, type KivraStandIn } from '../support/providers/index.js'
 import { deleteKeys, testRedisUrl, uniquePrefix } from '../support/redis.js'
 
 /** A store that counts its reads, around the real Redis store. */
@@ -20,11 +21,17 @@ function countingReads (store: GrantStore): GrantStore & { reads: () => number }
   })
 }
 
+/** A promise and the function that resolves it. */
+function gate (): { opened: Promise<void>, open: () => void } {
+  let open: () => void = () => {}
+  const opened = new Promise<void>(resolve => { open = resolve })
+  return { opened, open }
+}
+
 describe('grant notices between replicas', () => {
   const cleanup = useCleanup()
 
-  it('a replica reads back the grant another replica wrote, once; the writer does not read back its own', async () => {
-    const kivra = cleanup.add(await startKivraStandIn())
+  async function twoReplicas (kivra: KivraStandIn, wrap: [(store: GrantStore) => GrantStore, (store: GrantStore) => GrantStore], brokerOptions: BrokerParts['options'] = {}): Promise<[Engine, Engine]> {
     const prefix = uniquePrefix('notices')
     cleanup.defer(async () => { await deleteKeys(testRedisUrl(), prefix) })
     const config = loadConfig({
@@ -35,12 +42,18 @@ describe('grant notices between replicas', () => {
       TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
       LOG_LEVEL: 'silent'
     })
-    const stores: Array<ReturnType<typeof countingReads>> = []
     const engines: Engine[] = []
-    for (let i = 0; i < 2; i++) {
-      engines.push(cleanup.add(await assembleEngine(config, { log: pino({ level: 'silent' }), wrapStore: store => { const counted = countingReads(store); stores.push(counted); return counted } })))
+    for (const wrapStore of wrap) {
+      engines.push(cleanup.add(await assembleEngine(config, { log: pino({ level: 'silent' }), options: brokerOptions, wrapStore })))
     }
-    const [writer, reader] = engines as [Engine, Engine]
+    return engines as [Engine, Engine]
+  }
+
+  it('a replica reads back the grant another replica wrote, once; the writer does not read back its own', async () => {
+    const kivra = cleanup.add(await startKivraStandIn())
+    const stores: Array<ReturnType<typeof countingReads>> = []
+    const counted = (store: GrantStore): GrantStore => { const wrapped = countingReads(store); stores.push(wrapped); return wrapped }
+    const [writer, reader] = await twoReplicas(kivra, [counted, counted])
     const [writerStore, readerStore] = stores as [ReturnType<typeof countingReads>, ReturnType<typeof countingReads>]
     // Not started: no proactive refresh runs, so every read below is the one this test causes.
     const { grant } = await writer.broker.getToken('kivra', 60)
@@ -50,6 +63,48 @@ describe('grant notices between replicas', () => {
     expect(readerStore.reads()).toBe(1)
     // The writer's reads are its cache miss and the holder's re-check under the lease; not its own notice.
     expect(writerStore.reads()).toBe(2)
+    expect(kivra.mints).toBe(1)
+  })
+
+  it('a waiter whose holder fails and announces it before the waiter is registered looks again at once, not after the lease', async () => {
+    // The order Redis may deliver them in: the holder's release notice reaches the waiter's subscriber
+    // connection before the answer to its own lease question on the commands connection. The holder's
+    // lease lives 60 s and the waiter may wait 5 s: a waiter that missed the notice times out.
+    const kivra = cleanup.add(await startKivraStandIn())
+    kivra.setFault({ kind: 'server-error' }, { times: 1 })
+    const holderHasLease = gate()
+    const waiterAsked = gate()
+    const waiterHeard = gate()
+    const holderStore = (store: GrantStore): GrantStore => Object.assign(Object.create(store) as GrantStore, {
+      acquireLease: async (key: string, ttlMs: number) => {
+        const lease = await store.acquireLease(key, ttlMs)
+        holderHasLease.open()
+        return lease
+      },
+      releaseLease: async (lease: Lease, options?: { announce?: boolean }) => {
+        await waiterAsked.opened
+        await store.releaseLease(lease, options)
+      }
+    })
+    const waiterStore = (store: GrantStore): GrantStore => {
+      store.onGrant(() => { waiterHeard.open() })
+      return Object.assign(Object.create(store) as GrantStore, {
+        leaseRemainingMs: async (key: string) => {
+          const remaining = await store.leaseRemainingMs(key)
+          waiterAsked.open()
+          await waiterHeard.opened
+          return remaining
+        }
+      })
+    }
+    const [holder, waiter] = await twoReplicas(kivra, [holderStore, waiterStore], { leaseTtlMs: 60_000, waitTimeoutMs: 5000 })
+
+    const failed = holder.broker.getToken('kivra', 60)
+    await holderHasLease.opened
+    const served = waiter.broker.getToken('kivra', 60)
+    await expect(failed).rejects.toMatchObject({ code: 'CB_PROVIDER_UNAVAILABLE' })
+    const { grant } = await served
+    expect(kivra.isTokenValid(grant.accessToken)).toBe(true)
     expect(kivra.mints).toBe(1)
   })
 })
